@@ -1,0 +1,408 @@
+"""Web chat channel: an embeddable chat widget served by the Rasa server, talking socket.io to it.
+
+Registered in credentials.yml as
+
+    bot.channels.webchat.WebChatInput:
+      user_message_evt: user_uttered
+      bot_message_evt: bot_uttered
+      session_persistence: true
+
+(the other keys of Rasa's `socketio` channel work too: namespace, socketio_path (default /socket.io), jwt_key,
+jwt_method, metadata_key). Routes (Rasa mounts the blueprint under /webhooks/webchat):
+
+    GET  /webhooks/webchat/                  demo page: an appliance shop's page with the widget embedded
+    GET  /webhooks/webchat/widget.js         the widget (plain JS; loads widget.css and socket.io.min.js from here)
+    GET  /webhooks/webchat/widget.css        its styles
+    GET  /webhooks/webchat/socket.io.min.js  the socket.io client (vendored from npm socket.io-client 4, MIT)
+    GET  /webhooks/webchat/history?session_id=...  the conversation so far (from the tracker store, plus photos
+                                             from the ticket records): {"session_id", "messages": [...]}
+    POST /webhooks/webchat/upload            multipart: session_id (or sender), file, language (zh|en), sid
+                                             (optional socket id). JPEG/PNG/WebP up to 5 MB, stored on the
+                                             conversation's current ticket; 200 {"ok", "ticket", "message"}, or
+                                             400/413/415 {"error", "message"}.
+    socket.io at /socket.io/ (the app root, not under /webhooks): events session_request -> session_confirm,
+             user_uttered {message, session_id, metadata: {language, display_text}} -> bot_uttered.
+
+Why a subclass of Rasa's SocketIOInput rather than the stock `socketio` channel:
+- Rasa 3.6 calls `sio.enter_room(sid, room)` without awaiting it; in python-socketio >= 5.10 `enter_room` is a
+  coroutine, so with session persistence the socket never joins its session's room and every bot reply (emitted to
+  the room) is lost. Our `session_request` handler awaits it.
+- Session ids are checked (32 hex characters, as the server makes them): a client cannot pick another
+  conversation's id (e.g. a REST sender) and read or write into it.
+- Message metadata is cleaned (language zh|en, the button title the customer pressed) before it reaches Rasa.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import re
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
+
+from rasa.core.channels.channel import UserMessage
+from rasa.core.channels.socketio import SocketBlueprint, SocketIOInput, SocketIOOutput
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+from socketio import AsyncServer
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "webchat_static"
+STATIC_FILES = {
+    "widget.js": "application/javascript; charset=utf-8",
+    "widget.css": "text/css; charset=utf-8",
+    "socket.io.min.js": "application/javascript; charset=utf-8",
+}
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # 5 MB
+UPLOAD_TYPES = ("image/jpeg", "image/png", "image/webp")
+HISTORY_LIMIT = 300  # messages
+SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
+DISPLAY_TEXT_LIMIT = 200
+
+# What the upload endpoint answers when it refuses a file (the web chat's own limits, stricter than Telegram's).
+UPLOAD_ERRORS = {
+    "too_large": {"zh": "照片太大了：每张不超过 5 MB。请压缩后再发送。",
+                  "en": "That photo is too large: up to 5 MB each. Please send a smaller one."},
+    "bad_type": {"zh": "只能发送 JPG、PNG 或 WebP 格式的照片。",
+                 "en": "Only photos in JPG, PNG or WebP format can be sent."},
+    "no_file": {"zh": "没有收到照片，请重新选择。", "en": "No photo arrived. Please choose it again."},
+    "bad_session": {"zh": "会话已失效，请刷新页面后重试。", "en": "The chat session is not valid. Please reload the page."},
+    "failed": {"zh": "照片没能保存，请稍后再试。", "en": "The photo could not be saved. Please try again later."},
+}
+
+
+def valid_session_id(value: Any) -> bool:
+    return isinstance(value, str) and bool(SESSION_ID.match(value))
+
+
+def clean_language(value: Any) -> Optional[str]:
+    code = str(value or "").strip().lower()
+    if code.startswith("zh"):
+        return "zh"
+    if code.startswith("en"):
+        return "en"
+    return None
+
+
+def clean_metadata(raw: Any) -> Dict[str, Any]:
+    """Only what the bot uses: the UI language and the title of a pressed button."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raw = {}
+    if not isinstance(raw, dict):
+        return {}
+    metadata: Dict[str, Any] = {}
+    language = clean_language(raw.get("language"))
+    if language:
+        metadata["language"] = language
+    display = raw.get("display_text")
+    if isinstance(display, str) and display.strip():
+        metadata["display_text"] = display.strip()[:DISPLAY_TEXT_LIMIT]
+    return metadata
+
+
+def split_bot_text(text: str) -> List[str]:
+    """Like SocketIOOutput: one bubble per paragraph."""
+    parts = [p for p in (text or "").strip().split("\n\n") if p.strip()]
+    return parts or ([text] if text else [])
+
+
+def history_messages(events: List[Dict[str, Any]], attachments: List[Dict[str, Any]] | None = None,
+                     limit: int = HISTORY_LIMIT) -> List[Dict[str, Any]]:
+    """The conversation as the widget shows it, from serialised tracker events (and stored photos).
+
+    Each item: {"sender": "user"|"bot", "text", "at" (epoch seconds)} plus "buttons" on the last bot message when
+    the customer has not answered it yet, and "kind": "photo" for a photo the customer sent. A pressed button shows
+    its title (from the message metadata, else from the buttons it answered), not its payload."""
+    items: List[Dict[str, Any]] = []
+    last_buttons: List[Dict[str, Any]] = []
+    for event in events:
+        kind = event.get("event")
+        at = float(event.get("timestamp") or 0)
+        if kind == "user":
+            text = event.get("text")
+            if text is None:
+                continue
+            metadata = event.get("metadata") or {}
+            shown = metadata.get("display_text") if isinstance(metadata, dict) else None
+            if not shown:
+                shown = next((b.get("title") for b in last_buttons if b.get("payload") == text), None) or text
+            items.append({"sender": "user", "text": shown, "at": at})
+            last_buttons = []
+        elif kind == "bot":
+            data = event.get("data") or {}
+            buttons = [{"title": b.get("title"), "payload": b.get("payload")}
+                       for b in (data.get("buttons") or data.get("quick_replies") or []) if b.get("title")]
+            parts = split_bot_text(event.get("text") or "")
+            if not parts and not buttons:
+                continue
+            for i, part in enumerate(parts or [""]):
+                item = {"sender": "bot", "text": part, "at": at}
+                if buttons and i == len(parts or [""]) - 1:
+                    item["buttons"] = buttons
+                items.append(item)
+            last_buttons = buttons
+    for photo in attachments or ():
+        items.append({"sender": "user", "kind": "photo", "text": photo["label"], "at": photo["at"]})
+        items.append({"sender": "bot", "text": photo["ack"], "at": photo["at"] + 1e-6})
+    items.sort(key=lambda item: item["at"])  # stable: events keep their order
+    items = items[-limit:]
+    # Only the newest bot message keeps its buttons, and only if nothing came after it.
+    for i, item in enumerate(items):
+        if "buttons" in item and (i != len(items) - 1):
+            del item["buttons"]
+    return items
+
+
+class WebChatOutput(SocketIOOutput):
+    @classmethod
+    def name(cls) -> Text:
+        return "webchat"
+
+
+class WebChatInput(SocketIOInput):
+    """Rasa's socket.io channel with the enter_room fix, checked session ids, the widget and photo uploads."""
+
+    @classmethod
+    def name(cls) -> Text:
+        return "webchat"
+
+    def __init__(self, *args: Any, var_dir: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._var_dir = var_dir
+        self._store = None  # (settings, session factory), built on first use
+        self._static: Dict[str, bytes] = {}
+
+    def get_output_channel(self) -> Optional[WebChatOutput]:
+        if self.sio is None:
+            return None
+        return WebChatOutput(self.sio, self.bot_message_evt)
+
+    # ------------------------------------------------------------------------------------------ static files
+    def _file(self, name: str) -> bytes:
+        if name not in self._static:
+            self._static[name] = (STATIC_DIR / name).read_bytes()
+        return self._static[name]
+
+    # ------------------------------------------------------------------------------------------ records
+    def _stores(self):
+        if self._store is None:
+            from bot.settings import load_settings
+            from bot.store.db import make_engine, session_factory
+
+            settings = load_settings()
+            self._store = (settings, session_factory(make_engine(settings.database_url)))
+        return self._store
+
+    def _save_photo(self, *, session_id: str, data: bytes, mime_type: str, filename: str | None,
+                    language: str) -> str:
+        from bot.services.attachments import discard_file, save_attachment
+        from bot.services.tickets import SLA, TicketBook
+        from bot.store.db import UnitOfWork
+
+        settings, sessions = self._stores()
+        with UnitOfWork(sessions) as uow:
+            book = TicketBook(uow.session, settings.timezone,
+                              SLA(settings.first_response_hours, settings.resolution_hours))
+            number, attachment = save_attachment(
+                uow, conversation_id=session_id, channel=self.name(), data=data, mime_type=mime_type,
+                filename=filename, language=language, now=datetime.now(timezone.utc),
+                var_dir=self._var_dir or settings.var_dir, book=book)
+            try:
+                uow.commit()
+            except Exception:
+                discard_file(attachment.path)
+                raise
+        return number
+
+    def _photos(self, session_id: str, language: str) -> List[Dict[str, Any]]:
+        """Photos sent through the web chat in this conversation, for the history."""
+        from sqlalchemy import select
+
+        from bot.services.tickets import as_utc
+        from bot.store.db import UnitOfWork
+        from bot.store.models import Attachment, Ticket
+        from bot.texts import load_texts
+
+        texts = load_texts()
+        _settings, sessions = self._stores()
+        with UnitOfWork(sessions) as uow:
+            rows = uow.session.execute(
+                select(Attachment.created_at, Ticket.number).join(Ticket, Attachment.ticket_id == Ticket.id)
+                .where(Ticket.conversation_id == session_id, Attachment.channel == self.name())
+                .order_by(Attachment.id)).all()
+        label = "照片" if language == "zh" else "Photo"
+        return [{"at": as_utc(created).timestamp(), "label": label,
+                 "ack": texts.get("attachment_saved", language, number=number)} for created, number in rows]
+
+    @staticmethod
+    async def _tracker_language(request: Request, session_id: str) -> Optional[str]:
+        try:
+            tracker = await request.app.ctx.agent.tracker_store.retrieve(session_id)
+            return clean_language(tracker.get_slot("language")) if tracker is not None else None
+        except Exception:  # noqa: BLE001 - the widget's language is a good enough fallback
+            log.debug("webchat: could not read the language slot of %s", session_id, exc_info=True)
+            return None
+
+    # ------------------------------------------------------------------------------------------ blueprint
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        # As in SocketIOInput: CORS is left to the Sanic app (`rasa run --cors ...`).
+        sio = AsyncServer(async_mode="sanic", cors_allowed_origins=[])
+        webchat = SocketBlueprint(sio, self.socketio_path, "webchat_webhook", __name__)
+        self.sio = sio
+        namespace = self.namespace
+
+        # --- socket.io ------------------------------------------------------------------------------
+        @sio.on("connect", namespace=namespace)
+        async def connect(sid: Text, environ: Dict, auth: Optional[Dict] = None) -> bool:
+            if self.jwt_key:
+                import rasa.core.channels.channel as channel
+
+                token = (auth or {}).get("token")
+                payload = channel.decode_bearer_token(token, self.jwt_key, self.jwt_algorithm) if token else None
+                return bool(payload)
+            return True
+
+        @sio.on("disconnect", namespace=namespace)
+        async def disconnect(sid: Text, reason: Any = None) -> None:
+            log.debug("webchat: %s disconnected (%s)", sid, reason)
+
+        @sio.on("session_request", namespace=namespace)
+        async def session_request(sid: Text, data: Optional[Dict]) -> None:
+            data = data if isinstance(data, dict) else {}
+            session_id = data.get("session_id")
+            if not valid_session_id(session_id):
+                session_id = uuid.uuid4().hex
+            if self.session_persistence:
+                # The fix: Rasa 3.6 does not await this, and python-socketio >= 5.10 made it a coroutine.
+                entered = sio.enter_room(sid, session_id, namespace=namespace)
+                if inspect.isawaitable(entered):
+                    await entered
+            await sio.emit("session_confirm", session_id, room=sid, namespace=namespace)
+
+        @sio.on(self.user_message_evt, namespace=namespace)
+        async def handle_message(sid: Text, data: Dict) -> None:
+            if not isinstance(data, dict):
+                return
+            if self.session_persistence:
+                sender_id = data.get("session_id")
+                if not valid_session_id(sender_id):
+                    log.warning("webchat: message without a valid session_id from %s ignored", sid)
+                    return
+                # A socket that reconnected without a new session_request still gets the replies.
+                if sender_id not in sio.rooms(sid, namespace=namespace):
+                    entered = sio.enter_room(sid, sender_id, namespace=namespace)
+                    if inspect.isawaitable(entered):
+                        await entered
+            else:
+                sender_id = sid
+            text = data.get("message", "")
+            if not isinstance(text, str):
+                text = str(text)
+            message = UserMessage(text, WebChatOutput(sio, self.bot_message_evt), sender_id,
+                                  input_channel=self.name(),
+                                  metadata=clean_metadata(data.get(self.metadata_key)))
+            await on_new_message(message)
+
+        # --- http -----------------------------------------------------------------------------------
+        @webchat.route("/", methods=["GET"])
+        async def demo(request: Request) -> HTTPResponse:
+            if not request.path.endswith("/"):
+                return response.redirect(request.path + "/")  # relative URLs in the page need the slash
+            return response.html(self._file("demo.html").decode("utf-8"),
+                                 headers={"Cache-Control": "no-cache"})
+
+        @webchat.route("/health", methods=["GET"])
+        async def health(_: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        def static_route(name: str):
+            cache = "public, max-age=86400" if name == "socket.io.min.js" else "no-cache"
+
+            async def static(_: Request) -> HTTPResponse:
+                return response.raw(self._file(name), content_type=STATIC_FILES[name],
+                                    headers={"Cache-Control": cache})
+
+            return static
+
+        for file_name in STATIC_FILES:
+            webchat.add_route(static_route(file_name), f"/{file_name}", methods=["GET"],
+                              name="static_" + re.sub(r"\W", "_", file_name))
+
+        @webchat.route("/history", methods=["GET"])
+        async def history(request: Request) -> HTTPResponse:
+            session_id = request.args.get("session_id") or request.args.get("sender")
+            if not valid_session_id(session_id):
+                return response.json({"error": "bad_session"}, status=400)
+            language = clean_language(request.args.get("language")) or "zh"
+            store = request.app.ctx.agent.tracker_store
+            retrieve = getattr(store, "retrieve_full_tracker", None) or store.retrieve
+            tracker = await retrieve(session_id)
+            events = [e.as_dict() for e in tracker.events] if tracker is not None else []
+            # Only conversations of this channel: a web chat session id never names another channel's sender.
+            channels = {e.get("input_channel") for e in events if e.get("event") == "user"}
+            if channels - {self.name(), None}:
+                return response.json({"error": "bad_session"}, status=403)
+            try:
+                photos = await asyncio.to_thread(self._photos, session_id, language)
+            except Exception:  # noqa: BLE001 - the messages matter more than the photo markers
+                log.exception("webchat: could not list the photos of %s", session_id)
+                photos = []
+            return response.json({"session_id": session_id,
+                                  "messages": history_messages(events, photos)},
+                                 headers={"Cache-Control": "no-store"})
+
+        @webchat.route("/upload", methods=["POST"])
+        async def upload(request: Request) -> HTTPResponse:
+            from bot.services.attachments import AttachmentError, normalise_mime, sniff
+            from bot.texts import load_texts
+
+            form = request.form or {}
+            session_id = form.get("session_id") or form.get("sender")
+            language = clean_language(form.get("language"))
+
+            def refuse(code: str, status: int) -> HTTPResponse:
+                lang = language or "zh"
+                return response.json({"error": code, "message": UPLOAD_ERRORS[code][lang]}, status=status)
+
+            if not valid_session_id(session_id):
+                return refuse("bad_session", 400)
+            language = language or await self._tracker_language(request, session_id) or "zh"
+            upload_file = (request.files or {}).get("file")
+            if upload_file is None or not upload_file.body:
+                return refuse("no_file", 400)
+            data = upload_file.body
+            if len(data) > MAX_UPLOAD_BYTES:
+                log.info("webchat: photo refused for %s: %d bytes", session_id, len(data))
+                return refuse("too_large", 413)
+            declared = normalise_mime(upload_file.type)
+            actual = sniff(data)
+            if (declared and declared != "application/octet-stream" and declared not in UPLOAD_TYPES) \
+                    or actual not in UPLOAD_TYPES:
+                log.info("webchat: file refused for %s: declared %s, content %s", session_id, declared, actual)
+                return refuse("bad_type", 415)
+            try:
+                number = await asyncio.to_thread(self._save_photo, session_id=session_id, data=data,
+                                                 mime_type=actual, filename=upload_file.name, language=language)
+            except AttachmentError as exc:
+                return refuse("too_large" if exc.code == "too_large" else "bad_type",
+                              413 if exc.code == "too_large" else 415)
+            except Exception:  # noqa: BLE001 - the customer gets a clear message; the cause goes to the log
+                log.exception("webchat: saving a photo for %s failed", session_id)
+                return refuse("failed", 500)
+            text = load_texts().get("attachment_saved", language, number=number)
+            if self.session_persistence:
+                # Other tabs of the same conversation see it too; the uploading tab shows it from this response.
+                sid = form.get("sid")
+                await sio.emit(self.bot_message_evt, {"text": text}, room=session_id, namespace=namespace,
+                               skip_sid=sid or None)
+            return response.json({"ok": True, "ticket": number, "message": text})
+
+        return webchat

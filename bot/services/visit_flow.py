@@ -1,0 +1,311 @@
+"""The visit part of the conversation script: offer real free windows, let the customer pick, confirm, book;
+installation requests; rescheduling and cancelling. Mixed into `Assistant` (bot/services/assistant.py)."""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+from bot.services.conversation import Button, Message, Reply, Turn
+from bot.services.records import Records
+from bot.services.tickets import TicketBook, as_utc
+from bot.services.visits import VisitBook, VisitError, Window, check_installable
+from bot.store.models import Ticket, TicketStatus, Visit
+
+WEEKDAYS = {"zh": "一二三四五六日", "en": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]}
+ORDINALS = [
+    re.compile(r"^\s*(1|一|第一|第1)|first|1st|\bone\b", re.IGNORECASE),
+    re.compile(r"^\s*(2|二|第二|第2)|second|2nd|\btwo\b", re.IGNORECASE),
+    re.compile(r"^\s*(3|三|第三|第3)|third|3rd|\bthree\b", re.IGNORECASE),
+]
+VISIT_KINDS = ("free_repair", "paid_repair", "repair_at_cost", "inspection")
+INSTALL_FACTS = ("purchase", "phone", "address", "contact_time")
+
+
+class _When:
+    """The slice of a parsed time expression the visit book needs."""
+
+    def __init__(self, start: datetime, end: datetime, excluded: frozenset = frozenset()):
+        self.start, self.end, self.excluded_weekdays = start, end, excluded
+
+
+class VisitSteps:
+    """Needs from the host: self.tools, self.t, self.settings, msg(), button(), book(), local(), yes_no()."""
+
+    def visits(self, uow) -> VisitBook:
+        return VisitBook(uow.session, self.settings.timezone, self.tools.roster)
+
+    def window_label(self, window: dict, lang: str) -> str:
+        start = datetime.fromisoformat(window["start"]).astimezone(self.settings.timezone)
+        end = datetime.fromisoformat(window["end"]).astimezone(self.settings.timezone)
+        if lang == "zh":
+            return f"{start.month}月{start.day}日(周{WEEKDAYS['zh'][start.weekday()]}) {start:%H:%M}-{end:%H:%M}"
+        return f"{WEEKDAYS['en'][start.weekday()]} {start.day} {start:%b} {start:%H:%M}-{end:%H:%M}"
+
+    @staticmethod
+    def window_dict(window: Window) -> dict:
+        return {"engineer_id": window.engineer_id, "engineer_code": window.engineer_code,
+                "engineer_name": dict(window.engineer_name), "start": window.start.isoformat(),
+                "end": window.end.isoformat()}
+
+    @staticmethod
+    def window_obj(data: dict) -> Window:
+        return Window(engineer_id=data["engineer_id"], engineer_code=data["engineer_code"],
+                      engineer_name=data["engineer_name"], start=datetime.fromisoformat(data["start"]),
+                      end=datetime.fromisoformat(data["end"]))
+
+    def preferred_when(self, state: dict):
+        window = state.get("contact_window")
+        if not window:
+            return None
+        return _When(datetime.fromisoformat(window[0]), datetime.fromisoformat(window[1]),
+                     frozenset(state.get("contact_excluded", [])))
+
+    # --------------------------------------------------------------------------------- offering
+    def offer_windows(self, turn: Turn, state: dict, ticket: Ticket, book: TicketBook, uow,
+                      when=None, after_rejection: bool = False) -> list[Message]:
+        """Propose the three earliest windows that fit area, product and the customer's wish."""
+        visits = self.visits(uow)
+        lang = turn.language
+        when = when if when is not None else self.preferred_when(state)
+        out: list[Message] = []
+        try:
+            windows = visits.proposals(category=ticket.product or "", address=ticket.address or "", now=turn.now,
+                                       when=when) if when is not None else []
+            if when is not None and not windows:
+                out.append(self.msg("visit_none_in_wish", turn))
+            if not windows:
+                windows = visits.proposals(category=ticket.product or "", address=ticket.address or "", now=turn.now)
+        except VisitError as err:
+            return self.visit_impossible(turn, state, ticket, book, err.code)
+        if not windows:
+            return self.visit_impossible(turn, state, ticket, book, "no_window")
+        if not visits.within_promise(windows, turn.now, self.settings.visit_promise_hours):
+            out.append(self.msg("visit_promise_missed", turn, hours=self.settings.visit_promise_hours))
+        state["windows"] = [self.window_dict(w) for w in windows]
+        state["step"] = "visit_pick"
+        labels = [self.window_label(w, lang) for w in state["windows"]]
+        buttons = [Button(label, str(i)) for i, label in enumerate(labels, 1)]
+        if any(m.text == self.t.get("visit_promise_missed", lang, hours=self.settings.visit_promise_hours)
+               for m in out):
+            buttons.append(self.button("btn_human", turn, "/request_human"))
+        listing = "\n".join(f"{i}. {label}" for i, label in enumerate(labels, 1))
+        out.append(Message(self.t.get("visit_offer", lang) + "\n" + listing, buttons))
+        return out
+
+    def visit_impossible(self, turn: Turn, state: dict, ticket: Ticket, book: TicketBook, code: str) -> list[Message]:
+        key = {"outside_service_area": "visit_outside_area", "no_engineer": "visit_no_engineer"}.get(code,
+                                                                                                  "visit_no_window")
+        book.request_handoff(ticket, f"visit_{code}", turn.now)
+        return [self.msg(key, turn)] + self.follow_up(turn, state, ticket, book, handed_off=True)
+
+    def chosen_window(self, turn: Turn, state: dict):
+        """The window the customer picked: button label, ordinal, or a time inside one of them."""
+        text = (turn.text or "").strip()
+        windows = state.get("windows") or []
+        for i, window in enumerate(windows):
+            if text in (self.window_label(window, "zh"), self.window_label(window, "en")):
+                return i
+        for i, pattern in enumerate(ORDINALS[:len(windows)]):
+            if pattern.search(text):
+                return i
+        try:
+            when = self.tools.parse_when(text, self.local(turn.now))
+        except ValueError:
+            return None
+        if when is None:
+            return None
+        for i, window in enumerate(windows):
+            start = datetime.fromisoformat(window["start"])
+            if when.start <= start < when.end:
+                return i
+        return when
+
+    def visit_pick_turn(self, turn: Turn, state: dict, ticket: Ticket, book: TicketBook, uow) -> list[Message]:
+        if turn.intent in ("deny",) and not turn.entities:
+            return [self.msg("visit_ask_other_time", turn)]
+        choice = self.chosen_window(turn, state)
+        if isinstance(choice, int):
+            state["chosen"] = choice
+            state["step"] = "visit_confirm"
+            window = state["windows"][choice]
+            return [self.msg("visit_confirm", turn, [self.button("btn_confirm", turn, "/affirm"),
+                                                      self.button("btn_change_time", turn, "/deny")],
+                             time=self.window_label(window, turn.language), address=ticket.address or "-",
+                             product=self.product_name(ticket.product, turn.language),
+                             symptom=self.symptom_text(ticket, turn.language))]
+        if choice is not None:  # a time outside the offered windows: look there
+            return self.offer_windows(turn, state, ticket, book, uow, when=choice)
+        try:
+            self.tools.parse_when(turn.text or "", self.local(turn.now))
+        except ValueError as err:
+            key = {"past": "bad_time_past", "invalid_time": "bad_time_invalid",
+                   "invalid_date": "bad_date"}.get(getattr(err, "code", ""), "bad_time")
+            return [self.msg(key, turn), self.msg("visit_pick_again", turn)]
+        return [self.msg("visit_pick_again", turn)]
+
+    def visit_confirm_turn(self, turn: Turn, state: dict, ticket: Ticket, book: TicketBook, uow) -> list[Message]:
+        if turn.intent == "affirm":
+            window = self.window_obj(state["windows"][state["chosen"]])
+            visits = self.visits(uow)
+            try:
+                if state.get("reschedule_visit_id"):
+                    old = uow.session.get(Visit, state["reschedule_visit_id"])
+                    visit = visits.reschedule(old, window, turn.now)
+                else:
+                    visit = visits.book(ticket=ticket, window=window, address=ticket.address or "", now=turn.now)
+            except VisitError as err:
+                if err.code == "slot_taken":
+                    return [self.msg("visit_taken", turn)] + self.offer_windows(turn, state, ticket, book, uow)
+                return [self.msg("visit_failed", turn)] + self.offer_windows(turn, state, ticket, book, uow)
+            state["visit"] = {"start": as_utc(visit.start).isoformat(), "end": as_utc(visit.end).isoformat(),
+                              "engineer": window.engineer_name}
+            if state.get("reschedule_visit_id"):
+                label = self.window_label(state["windows"][state["chosen"]], turn.language)
+                state.clear()
+                state["last_ticket"] = ticket.number
+                return self.finish_visit_change(turn, ticket, "visit_rescheduled", label)
+            return self.follow_up(turn, state, ticket, book)
+        # Anything else: they want another time.
+        choice = self.chosen_window(turn, state)
+        if isinstance(choice, int) and choice != state.get("chosen"):
+            state["step"] = "visit_pick"
+            return self.visit_pick_turn(turn, state, ticket, book, uow)
+        if choice is not None and not isinstance(choice, int):
+            return self.offer_windows(turn, state, ticket, book, uow, when=choice)
+        state["step"] = "visit_pick"
+        return [self.msg("visit_ask_other_time", turn)]
+
+    def symptom_text(self, ticket: Ticket, lang: str) -> str:
+        from bot.services import problems
+
+        if ticket.kind == "installation":
+            return self.t.get("kind_installation", lang)
+        if ticket.symptom and ticket.symptom in self.lexicon.symptoms:
+            return problems.symptom_label(ticket.symptom, lang, self.lexicon)
+        return ticket.symptom or "-"
+
+    # --------------------------------------------------------------------------------- installation
+    def start_installation(self, turn: Turn, state: dict) -> Reply:
+        with self.tools.uow() as uow:
+            book = self.book(uow)
+            ticket, _ = book.open(conversation_id=turn.conversation_id, channel=turn.channel, kind="installation",
+                                  language=turn.language, now=turn.now)
+            if ticket.status == TicketStatus.new.value:
+                book.set_status(ticket, TicketStatus.in_progress.value, turn.now, note="installation requested")
+            state = {"flow": "complaint", "ticket": ticket.number, "kind": "installation", "step": "gather",
+                     "fails": {}, "skipped": [], "rejections": 0, "max_anger": 0.0}
+            out = self.absorb(turn, state, ticket, book, uow)
+            book.stamp_step(ticket, "gather", turn.now)
+            out += [self.msg("installation_intro", turn)] + self.next_question(turn, state, ticket, book, uow)
+            uow.commit()
+        return Reply(out, state)
+
+    def installation_ready(self, turn: Turn, state: dict, ticket: Ticket, book: TicketBook, uow) -> list[Message]:
+        """All installation facts gathered: the appliance must have been delivered before a visit is booked."""
+        purchase = ticket.purchase
+        if purchase is None and ticket.order_id:
+            purchase = Records(uow.session).purchase_by_order(ticket.order_id)
+        if purchase is None:
+            book.request_handoff(ticket, "installation_no_order", turn.now)
+            return [self.msg("installation_need_order", turn)] + self.follow_up(turn, state, ticket, book, handed_off=True)
+        try:
+            check_installable(purchase.delivery_date, self.local(turn.now).date())
+        except VisitError:
+            book.set_status(ticket, TicketStatus.awaiting_customer.value, turn.now, note="not delivered yet")
+            state.clear()
+            state.update({"last_ticket": ticket.number})
+            return [self.msg("installation_not_delivered", turn, number=ticket.number)]
+        if not ticket.product:
+            book.record_facts(ticket, {"product": purchase.product.category}, turn.now)
+        book.stamp_step(ticket, "propose", turn.now)
+        book.propose_remedy(ticket, "installation", "INSTALL-FREE", self.t.get("clause_installation", ticket.language),
+                            turn.now)
+        book.accept_remedy(ticket, "installation", "INSTALL-FREE", turn.now)
+        return self.offer_windows(turn, state, ticket, book, uow)
+
+    # --------------------------------------------------------------------------------- reschedule / cancel
+    def start_visit_change(self, turn: Turn, state: dict, intent: str) -> Reply:
+        state = {"flow": "visit_change", "action": intent, "last_ticket": state.get("last_ticket"), "fails": 0}
+        return self.visit_change_turn(turn, state, first=True)
+
+    def visit_change_turn(self, turn: Turn, state: dict, first: bool = False) -> Reply:
+        if not first and turn.intent in ("stop", "deny") and not state.get("visit_id"):
+            return Reply([self.msg("status_stopped", turn)], {"last_ticket": state.get("last_ticket")})
+        with self.tools.uow() as uow:
+            book = self.book(uow)
+            visits = self.visits(uow)
+            if not state.get("visit_id"):
+                ticket = self.identify_ticket(turn, state, book)
+                if ticket is None:
+                    uow.commit()
+                    return Reply([self.msg(state.pop("_ask", "visit_change_need_ticket"), turn)], state)
+                visit = visits.live_visit(ticket)
+                if visit is None:
+                    return Reply([self.msg("visit_none_booked", turn, number=ticket.number)],
+                                 {"last_ticket": ticket.number})
+                state.update(visit_id=visit.id, ticket=ticket.number, last_ticket=ticket.number)
+                label = self.visit_label(visit, turn.language)
+                if state["action"] == "cancel_visit":
+                    state["step"] = "cancel_confirm"
+                    return Reply([self.msg("visit_cancel_confirm", turn, self.yes_no(turn), time=label,
+                                           number=ticket.number)], state)
+                state["step"] = "reschedule_when"
+                return Reply([self.msg("visit_reschedule_when", turn, time=label, number=ticket.number)], state)
+            ticket = book.get(state["ticket"])
+            visit = uow.session.get(Visit, state["visit_id"])
+            step = state.get("step")
+            if step == "cancel_confirm":
+                if turn.intent == "affirm":
+                    label = self.visit_label(visit, turn.language)
+                    visits.cancel(visit, turn.now, actor="customer")
+                    uow.commit()
+                    return Reply(self.finish_visit_change(turn, ticket, "visit_cancelled", label), {"last_ticket": ticket.number})
+                return Reply([self.msg("visit_kept", turn)], {"last_ticket": ticket.number})
+            if step == "reschedule_when":
+                try:
+                    when = self.tools.parse_when(turn.text or "", self.local(turn.now))
+                except ValueError:
+                    when = None
+                flow_state = dict(state, step="visit_pick", reschedule_visit_id=visit.id)
+                out = self.offer_windows(turn, flow_state, ticket, book, uow, when=when)
+                uow.commit()
+                flow_state["flow"] = "complaint" if flow_state.get("step") in ("visit_pick",) else flow_state.get("flow")
+                flow_state.setdefault("kind", ticket.kind)
+                return Reply(out, flow_state)
+        return Reply([], {"last_ticket": state.get("last_ticket")})
+
+    def identify_ticket(self, turn: Turn, state: dict, book: TicketBook) -> Ticket | None:
+        number = turn.entity("ticket_number")
+        phone = turn.entity("phone")
+        if phone:
+            state["phone"] = phone[-11:]
+        if number:
+            state["number"] = number.upper()
+        candidate = state.get("number") or state.get("last_ticket")
+        if candidate:
+            ticket = book.get(candidate)
+            if ticket is not None and book.visible_to(ticket, conversation_id=turn.conversation_id,
+                                                      phone=state.get("phone")):
+                return ticket
+            if ticket is not None and not state.get("phone"):
+                state["_ask"] = "status_need_phone"
+                return None
+            state.pop("number", None)
+            state["_ask"] = "status_mismatch"
+            return None
+        if state.get("phone"):
+            order_id = turn.entity("order_id")
+            if not order_id:
+                state["_ask"] = "status_need_second"
+                return None
+            found = book.find_by_phone(state["phone"], order_id=order_id)
+            if found:
+                return found[0]
+            state["_ask"] = "status_mismatch"
+        return None
+
+    def visit_label(self, visit: Visit, lang: str) -> str:
+        return self.window_label({"start": as_utc(visit.start).isoformat(), "end": as_utc(visit.end).isoformat()}, lang)
+
+    def finish_visit_change(self, turn: Turn, ticket: Ticket, key: str, label: str) -> list[Message]:
+        return [self.msg(key, turn, number=ticket.number, time=label)]

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Starts the action server (127.0.0.1:5055) and the Rasa server (127.0.0.1:5005); Ctrl-C stops both.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv
+mkdir -p var/log
+"$VENV/bin/rasa" run actions --actions actions --port 5055 >var/log/actions.log 2>&1 &
+ACTIONS_PID=$!
+trap 'kill $ACTIONS_PID 2>/dev/null || true; wait 2>/dev/null || true' EXIT INT TERM
+if [ "${1:-}" = "--shell" ]; then
+  "$VENV/bin/rasa" shell --model models/assistant.tar.gz --endpoints endpoints.yml
+  exit 0
+fi
+cat <<MSG
+
+  The assistant is starting on http://127.0.0.1:5005 (actions on http://127.0.0.1:5055, logs in var/log/).
+  Talk to it over REST, e.g.:
+    curl -s localhost:5005/webhooks/rest/webhook -d '{"sender":"me","message":"我的冰箱不制冷了"}'
+    curl -s localhost:5005/webhooks/rest/webhook -d '{"sender":"me2","message":"my fridge stopped cooling"}'
+  Tickets:  .venv/bin/python -m bot tickets list
+  Stop with Ctrl-C.
+
+MSG
+# `python -m bot.serve` is `rasa` without JAX, which TensorFlow would import for nothing (66 MB; docs/PERFORMANCE.md).
+"$VENV/bin/python" -m bot.serve run --model models/assistant.tar.gz --endpoints endpoints.yml \
+  --credentials credentials.yml --interface 127.0.0.1 --port 5005 --enable-api --cors "*" &
+RASA_PID=$!
+trap 'kill $RASA_PID $ACTIONS_PID 2>/dev/null || true; wait 2>/dev/null || true' EXIT INT TERM
+wait $RASA_PID

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Every test: data validation, pytest (unit, store on SQLite + PostgreSQL, script, REST conversations
+# through the trained model), and the test stories with rasa test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv
+echo "== rasa data validate"
+"$VENV/bin/rasa" data validate --fail-on-warnings --config config.yml --domain domain.yml --data data
+echo "== test stories (rasa test core)"
+"$VENV/bin/rasa" test core --model models/assistant.tar.gz --stories tests/stories --fail-on-prediction-errors \
+  --out results/core --no-plot
+echo "== browser for the web chat tests (Debian's chromium + a CJK font)"
+# tests/test_webchat.py drives /usr/bin/chromium with Playwright (which never downloads a browser of its own).
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if ! { command -v fc-list >/dev/null 2>&1 && fc-list 2>/dev/null | grep -i "WenQuanYi Micro Hei" >/dev/null; }; then
+  missing+=(fonts-wqy-microhei)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing ${missing[*]} with apt-get"
+    if ! (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null); then
+      echo "WARNING: could not install ${missing[*]} with apt-get" >&2
+    fi
+  else
+    echo "WARNING: ${missing[*]} not installed and not root (install with:" \
+      "sudo apt-get install chromium fonts-wqy-microhei)" >&2
+  fi
+  command -v chromium >/dev/null 2>&1 \
+    || echo "WARNING: no chromium: the browser tests in tests/test_webchat.py will be skipped" >&2
+fi
+command -v chromium >/dev/null 2>&1 && echo "chromium: $(chromium --version 2>/dev/null || echo present)"
+echo "== pytest"
+"$VENV/bin/python" -m pytest "$@"

@@ -1,0 +1,116 @@
+"""A running stack for end-to-end tests and measurements: action server + Rasa server on free loopback ports,
+with their own SQLite database (or the URL given), seeded with the demo data."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+
+from bot.services.tickets import ticket_json
+from bot.settings import ROOT
+from bot.store.models import Ticket
+
+MODEL = ROOT / "models" / "assistant.tar.gz"
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, seconds: float, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"{url} did not come up in {seconds}s:\n{log.read_text()[-3000:]}")
+
+
+class Stack:
+    """`extra_env` reaches both servers; `credentials` replaces credentials.yml (e.g. to add a channel)."""
+
+    def __init__(self, tmp: Path, db_url: str | None = None, extra_env: dict | None = None,
+                 credentials: Path | None = None):
+        self.tmp = tmp
+        self.db_url = db_url or f"sqlite:///{tmp / 'service.db'}"
+        self.rasa_port = free_port()
+        self.actions_port = free_port()
+        self.procs: list[subprocess.Popen] = []
+        self.extra_env = extra_env or {}
+        self.credentials = credentials or ROOT / "credentials.yml"
+
+    def env(self) -> dict:
+        env = dict(os.environ, **self.extra_env)
+        env.update(BOT_DATABASE_URL=self.db_url, BOT_VAR_DIR=str(self.tmp),
+                   RASA_TELEMETRY_ENABLED="false", SQLALCHEMY_SILENCE_UBER_WARNING="1", TF_CPP_MIN_LOG_LEVEL="3")
+        env["PYTHONPATH"] = str(ROOT)
+        return env
+
+    def start(self) -> None:
+        env = self.env()
+        subprocess.run([str(VENV_BIN / "python"), "-m", "bot", "db", "seed"], cwd=ROOT, env=env, check=True,
+                       capture_output=True)
+        endpoints = self.tmp / "endpoints.yml"
+        endpoints.write_text(f'action_endpoint:\n  url: "http://127.0.0.1:{self.actions_port}/webhook"\n')
+        alog, rlog = self.tmp / "actions.log", self.tmp / "rasa.log"
+        actions = subprocess.Popen([str(VENV_BIN / "rasa"), "run", "actions", "--actions", "actions", "--port",
+                                    str(self.actions_port)], cwd=ROOT, env=env, stdout=alog.open("w"),
+                                   stderr=subprocess.STDOUT)
+        self.procs.append(actions)
+        rasa = subprocess.Popen([str(VENV_BIN / "rasa"), "run", "--model", str(MODEL), "--endpoints", str(endpoints),
+                                 "--credentials", str(self.credentials), "--interface", "127.0.0.1",
+                                 "--port", str(self.rasa_port), "--enable-api"], cwd=ROOT, env=env,
+                                stdout=rlog.open("w"), stderr=subprocess.STDOUT)
+        self.procs.append(rasa)
+        wait_for(f"http://127.0.0.1:{self.actions_port}/health", 120, actions, alog)
+        wait_for(f"http://127.0.0.1:{self.rasa_port}/status", 180, rasa, rlog)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.rasa_port}"
+
+    def send(self, sender: str, text: str, metadata: dict | None = None) -> list[dict]:
+        payload = {"sender": sender, "message": text}
+        if metadata:
+            payload["metadata"] = metadata
+        body = json.dumps(payload).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{self.rasa_port}/webhooks/rest/webhook", data=body,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return json.loads(resp.read())
+
+    def ticket_of(self, sender: str) -> dict:
+        engine = create_engine(self.db_url, future=True)
+        with Session(engine) as session:
+            ticket = session.execute(select(Ticket).where(Ticket.conversation_id == sender)
+                                     .order_by(Ticket.id.desc())).scalars().first()
+            data = ticket_json(ticket, with_events=True) if ticket else None
+        engine.dispose()
+        return data
+
+

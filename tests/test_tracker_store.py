@@ -1,0 +1,183 @@
+"""bot/tracker_store.py: the SQL tracker store that keeps conversations in memory stores exactly what Rasa's
+SQLTrackerStore stores, and never hands out a tracker that differs from the database."""
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+from rasa.core.tracker_store import SQLTrackerStore
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, SlotSet, UserUttered
+from rasa.shared.core.trackers import EventVerbosity
+from sqlalchemy import create_engine, text
+
+from bot.settings import ROOT
+from bot.tracker_store import CachingSQLTrackerStore, default_url
+from tests.conftest import PG_URL, postgres_available
+
+DOMAIN = Domain.load(str(ROOT / "domain.yml"))
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def turn_events(i: int, intent: str = "check_status") -> list:
+    return [
+        UserUttered(f"message {i}", {"name": intent, "confidence": 0.9}, [], {"text": f"message {i}"},
+                    input_channel="rest"),
+        SlotSet("language", "zh" if i % 2 else "en"),
+        ActionExecuted("action_flow_turn"),
+        BotUttered(f"reply {i}", {"buttons": [{"title": "ok", "payload": "/affirm"}]}),
+        SlotSet("flow_state", {"step": "gather", "n": i}),
+        ActionExecuted("action_listen"),
+    ]
+
+
+async def turn(store, sender: str, events: list, save: bool = True):
+    tracker = await store.get_or_create_tracker(sender)
+    for event in events:
+        tracker.update(event)
+    if save:
+        await store.save(tracker)
+    return tracker
+
+
+def rows(url: str) -> list:
+    engine = create_engine(url, future=True)
+    with engine.connect() as conn:
+        result = conn.execute(text("select sender_id, type_name, intent_name, action_name, data from events "
+                                   "order by id")).all()
+    engine.dispose()
+    # Each store creates a new conversation's first action_listen itself, at its own time.
+    return [(*r[:4], {k: v for k, v in json.loads(r[4]).items() if k != "timestamp"}) for r in result]
+
+
+def state(tracker) -> dict:
+    """The whole tracker, but for the times of the events each store made itself."""
+    current = tracker.current_state(EventVerbosity.ALL)
+    current["events"] = [{k: v for k, v in e.items() if k != "timestamp"} for e in current["events"]]
+    current.pop("latest_event_time")
+    return current
+
+
+@pytest.fixture
+def stores(tmp_path):
+    cached = CachingSQLTrackerStore(DOMAIN, dialect="sqlite", db=str(tmp_path / "cached.db"))
+    plain = SQLTrackerStore(DOMAIN, dialect="sqlite", db=str(tmp_path / "plain.db"))
+    return cached, plain, f"sqlite:///{tmp_path / 'cached.db'}", f"sqlite:///{tmp_path / 'plain.db'}"
+
+
+def test_stores_the_same_rows_as_rasas_sql_tracker_store(stores):
+    cached, plain, cached_url, plain_url = stores
+    for i in range(12):
+        sender = f"c{i % 3}"
+        events = turn_events(i)
+        if i == 7:
+            events = [ActionExecuted("action_session_start"), SessionStarted(), ActionExecuted("action_listen")] + events
+        run(turn(cached, sender, events))
+        run(turn(plain, sender, events))
+    assert rows(cached_url) == rows(plain_url)
+    for sender in ("c0", "c1", "c2"):
+        assert state(run(cached.retrieve(sender))) == state(run(plain.retrieve(sender)))
+
+
+def test_the_kept_tracker_is_reused_and_equals_the_database(stores, tmp_path):
+    cached, _, cached_url, _ = stores
+    first = run(turn(cached, "a", turn_events(1)))
+    second = run(turn(cached, "a", turn_events(2)))
+    again = run(cached.retrieve("a"))
+    assert again is second  # kept: not rebuilt from the database
+    fresh = run(SQLTrackerStore(DOMAIN, dialect="sqlite", db=str(tmp_path / "cached.db")).retrieve("a"))
+    assert state(again) == state(fresh)
+    assert first is not None
+
+
+def test_a_turn_that_was_not_saved_is_not_handed_out(stores, tmp_path):
+    cached, _, _, _ = stores
+    run(turn(cached, "a", turn_events(1)))
+    run(turn(cached, "a", turn_events(2)))
+    changed = run(turn(cached, "a", turn_events(3), save=False))  # e.g. the action server failed mid-turn
+    again = run(cached.retrieve("a"))
+    assert again is not changed
+    fresh = run(SQLTrackerStore(DOMAIN, dialect="sqlite", db=str(tmp_path / "cached.db")).retrieve("a"))
+    assert state(again) == state(fresh)
+    assert "message 3" not in [e.get("text") for e in state(again)["events"]]
+
+
+def test_another_writer_is_noticed(stores, tmp_path):
+    cached, _, _, _ = stores
+    run(turn(cached, "a", turn_events(1)))
+    run(turn(cached, "a", turn_events(2)))
+    other = SQLTrackerStore(DOMAIN, dialect="sqlite", db=str(tmp_path / "cached.db"))
+    run(turn(other, "a", turn_events(3)))  # another server, or a tool, writes to the conversation
+    again = run(cached.retrieve("a"))
+    assert state(again) == state(run(other.retrieve("a")))
+    assert "message 3" in [e.get("text") for e in state(again)["events"]]
+
+
+def test_a_new_session_reads_only_that_session_as_rasa_does(stores, tmp_path):
+    cached, plain, _, _ = stores
+    for store in (cached, plain):
+        run(turn(store, "a", turn_events(1)))
+        run(turn(store, "a", [ActionExecuted("action_session_start"), SessionStarted(),
+                              ActionExecuted("action_listen")] + turn_events(2)))
+        run(turn(store, "a", turn_events(3)))
+    assert state(run(cached.retrieve("a"))) == state(run(plain.retrieve("a")))
+    assert "message 1" not in [e.get("text") for e in state(run(cached.retrieve("a")))["events"]]
+
+
+def test_only_cache_size_conversations_are_kept(tmp_path):
+    store = CachingSQLTrackerStore(DOMAIN, dialect="sqlite", db=str(tmp_path / "t.db"), cache_size=2)
+    for sender in ("a", "b", "c", "a", "d"):
+        run(turn(store, sender, turn_events(1)))
+        run(turn(store, sender, turn_events(2)))
+    assert len(store._kept) <= 2
+    assert [e.get("text") for e in state(run(store.retrieve("b")))["events"] if e["event"] == "user"] == \
+        ["message 1", "message 2"]
+
+
+def test_where_the_conversations_go_is_chosen_by_the_environment(tmp_path):
+    assert default_url({"BOT_TRACKER_STORE_URL": "sqlite:///x.db"}) == "sqlite:///x.db"
+    pg = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+    assert default_url({"BOT_DATABASE_URL": pg}) == pg
+    assert default_url({"BOT_DATABASE_URL": "sqlite:///r.db", "BOT_VAR_DIR": str(tmp_path)}) == \
+        f"sqlite:///{tmp_path / 'tracker.db'}"
+
+
+def test_on_postgresql(monkeypatch):
+    why = postgres_available()
+    if why:
+        pytest.skip(why)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL, future=True)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    monkeypatch.setenv("POSTGRESQL_SCHEMA", schema)
+    try:
+        cached = CachingSQLTrackerStore(DOMAIN, url=PG_URL)
+        plain = SQLTrackerStore(DOMAIN, host=PG_URL)
+        for i in range(5):
+            run(turn(cached, "a", turn_events(i)))
+        kept = run(cached.retrieve("a"))
+        assert state(kept) == state(run(plain.retrieve("a")))
+        run(turn(plain, "a", turn_events(9)))
+        assert state(run(cached.retrieve("a"))) == state(run(plain.retrieve("a")))
+        cached.engine.dispose()
+        plain.engine.dispose()
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def test_a_turn_with_many_events_is_stored_in_order(stores):
+    cached, plain, cached_url, plain_url = stores
+    many = [e for i in range(40) for e in turn_events(i)]  # 240 events in one save
+    for store in (cached, plain):
+        run(turn(store, "m", turn_events(0)))
+        run(turn(store, "m", turn_events(1)))
+        run(turn(store, "m", many))
+    assert rows(cached_url) == rows(plain_url)
