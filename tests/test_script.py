@@ -76,6 +76,13 @@ class Chat:
             return ticket_json(TicketBook(uow.session, self.tools.settings.timezone).get(number), with_events=True)
 
 
+def queue_entries(tools: Tools) -> list:
+    from bot.services.handoff import HandoffDesk
+
+    with tools.uow() as uow:
+        return HandoffDesk(uow.session, tz=tools.settings.timezone).queue(NOW + timedelta(hours=1))
+
+
 def joined(texts: list[str]) -> str:
     return "\n".join(texts)
 
@@ -207,6 +214,10 @@ def test_gas_smell_gets_safety_advice_and_a_supervisor_at_once(tools):
     ticket = chat.ticket()
     assert ticket["handoff_requested"] and ticket["handoff_reason"] == "safety" and ticket["severity"] == "critical"
     assert chat.state["step"] == "confirm"  # no venting loop while gas leaks
+    # ... and the conversation is in the agents' queue at once, the customer told when a person comes
+    [entry] = queue_entries(tools)
+    assert (entry.conversation_id, entry.reason) == ("gas", "safety")
+    assert "回电" in out[1] or "排在" in out[1]
 
 
 def test_second_rejection_escalates_to_a_person(tools):
@@ -228,6 +239,15 @@ def test_second_rejection_escalates_to_a_person(tools):
     ticket = chat.ticket()
     assert ticket["handoff_requested"] and ticket["handoff_reason"] == "rejected_twice"
     assert ticket["steps"]["follow_up"] is not None and ticket["remedy"]["accepted"] is None
+    # The case is in the agents' queue; with nobody signed in the customer is offered a callback, not silence,
+    # and waits for the person (the satisfaction question comes when the agent hands back).
+    [entry] = queue_entries(tools)
+    assert (entry.conversation_id, entry.reason, entry.language) == ("reject-twice", "rejected_twice", "en")
+    assert "call you back by" in joined(out) and "rate" not in joined(out).lower()
+    assert chat.state["flow"] == "human"
+    out = chat.say("is anybody there?", "inform")
+    assert "Noted" in joined(out)
+    assert "is anybody there?" in chat.ticket()["account"]
 
 
 def test_bad_purchase_date_and_unknown_order_get_clear_answers(tools):
@@ -448,6 +468,7 @@ def test_address_outside_every_service_area_gets_a_person(tools):
     assert "outside our engineers' service areas" in text
     ticket = chat.ticket()
     assert ticket["handoff_requested"] and ticket["handoff_reason"] == "visit_outside_service_area"
+    assert [e.reason for e in queue_entries(tools)] == ["visit_outside_service_area"]
 
 
 def test_nothing_more_to_add_is_not_a_stop(tools):

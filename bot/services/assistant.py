@@ -334,8 +334,8 @@ class Assistant(VisitSteps):
             state["anger_high_turns"] = state.get("anger_high_turns", 0) + 1
         if reading.safety and not state.get("safety"):
             state["safety"] = True
-            book.request_handoff(ticket, "safety", turn.now)
-            out.insert(0, self.msg("safety_advice", turn, number=ticket.number))
+            queued = self.queue_for_person(ticket, book, turn, "safety")
+            out[:0] = [self.msg("safety_advice", turn, number=ticket.number)] + queued
         return out
 
     def order_belongs(self, purchase, ticket: Ticket, new_facts: dict) -> bool:
@@ -555,9 +555,9 @@ class Assistant(VisitSteps):
         elif book.earlier_complaints(ticket) > 0:
             reason = "repeat_complaint"
         if reason:
-            if reason != "safety":
-                book.request_handoff(ticket, reason, turn.now)
             out.append(self.msg("supervisor_joins", turn))
+            if reason != "safety":  # safety was queued the moment it was said
+                out += self.queue_for_person(ticket, book, turn, reason)
         proposals = self.proposals(turn, state, ticket, book)
         state["proposals"] = proposals
         state["pidx"] = 0
@@ -667,8 +667,7 @@ class Assistant(VisitSteps):
         return out + [self.msg("opinion_again", turn, self.yes_no(turn, "btn_other_option"))]
 
     def escalate(self, turn: Turn, state: dict, ticket: Ticket, book: TicketBook, reason: str) -> list[Message]:
-        book.request_handoff(ticket, reason, turn.now)
-        out = [self.msg(f"escalated_{reason}", turn)]
+        out = [self.msg(f"escalated_{reason}", turn)] + self.queue_for_person(ticket, book, turn, reason)
         return out + self.follow_up(turn, state, ticket, book, handed_off=True)
 
     # step 6
@@ -696,9 +695,12 @@ class Assistant(VisitSteps):
                           contact_time=ticket.contact_time or self.t.get("any_time", lang),
                           time=self.window_label(visit, lang) if visit else "",
                           engineer=visit["engineer"][lang] if visit else "")
-        new_state = {"flow": "survey", "last_ticket": ticket.number}
         state.clear()
-        state.update(new_state)
+        if handed_off:
+            # A person takes it from here; the satisfaction question comes when they hand the chat back.
+            state.update({"flow": "human", "ticket": ticket.number, "last_ticket": ticket.number})
+            return [Message(text)]
+        state.update({"flow": "survey", "last_ticket": ticket.number})
         return [Message(text), self.msg("survey_ask", turn, [Button(f"{n}", f"{n}") for n in (5, 4, 3, 2, 1)])]
 
     def survey_turn(self, turn: Turn, state: dict) -> Reply | None:
@@ -738,26 +740,35 @@ class Assistant(VisitSteps):
             uow.commit()
         return reply
 
-    def handoff_on(self, ticket: Ticket, book: TicketBook, turn: Turn, state: dict, reason: str) -> Reply:
-        """Queue the conversation for a person (bot/services/handoff.py) and tell the customer honestly what
-        happens next: their place in the queue and the expected wait, or, out of hours or with nobody online,
-        the time we will call back (recorded on the hand-off and the ticket)."""
+    def desk(self, book: TicketBook):
         from bot.services.handoff import HandoffDesk, load_desk
 
-        actor = "customer" if reason == "customer_request" else "bot"
-        book.request_handoff(ticket, reason, turn.now, actor=actor)
-        desk = HandoffDesk(book.session, load_desk(self.settings.seed_dir / "desk.yml"), self.settings.timezone,
+        return HandoffDesk(book.session, load_desk(self.settings.seed_dir / "desk.yml"), self.settings.timezone,
                            self.settings.first_response_hours)
+
+    def queue_for_person(self, ticket: Ticket, book: TicketBook, turn: Turn, reason: str, *, actor: str = "bot",
+                         prefix: str = "queue") -> list[Message]:
+        """Record the hand-off request on the ticket with its reason, put the conversation in the agents' queue
+        (once: a conversation already waiting keeps its place) and say honestly where the customer stands: their
+        place in the queue and the expected wait, or, out of hours or with nobody online, when we will call back
+        (the callback is recorded on the hand-off and the ticket)."""
+        book.request_handoff(ticket, reason, turn.now, actor=actor)
+        desk = self.desk(book)
         handoff, _ = desk.request(ticket, reason=reason, now=turn.now, conversation_id=turn.conversation_id,
                                   channel=turn.channel, language=turn.language, anger=turn.anger, actor=actor)
         status = desk.queue_status(handoff, turn.now)
         if status.staffed and status.position:
-            messages = [self.msg("handoff_queued", turn, number=ticket.number, position=status.position,
-                                 minutes=status.expected_wait_minutes)]
-        else:
-            due = desk.offer_callback(handoff, turn.now, "nobody_online" if status.open_now else "out_of_hours")
-            key = "handoff_callback_nobody" if status.open_now else "handoff_callback_closed"
-            messages = [self.msg(key, turn, number=ticket.number, callback=self.fmt_time(due, turn.language))]
+            return [self.msg(f"{prefix}_queued", turn, number=ticket.number, position=status.position,
+                             minutes=status.expected_wait_minutes)]
+        due = desk.offer_callback(handoff, turn.now, "nobody_online" if status.open_now else "out_of_hours")
+        key = f"{prefix}_callback_nobody" if status.open_now else f"{prefix}_callback_closed"
+        return [self.msg(key, turn, number=ticket.number, callback=self.fmt_time(due, turn.language))]
+
+    def handoff_on(self, ticket: Ticket, book: TicketBook, turn: Turn, state: dict, reason: str) -> Reply:
+        """The customer goes to a person now (they asked, or a fact could not be had twice): queue the
+        conversation, tell them where they stand, and wait in the "human" flow."""
+        actor = "customer" if reason == "customer_request" else "bot"
+        messages = self.queue_for_person(ticket, book, turn, reason, actor=actor, prefix="handoff")
         if not ticket.phone:
             messages.append(self.msg("handoff_ask_phone", turn))
         new_state = {"flow": "human", "ticket": ticket.number, "last_ticket": ticket.number}
@@ -766,14 +777,11 @@ class Assistant(VisitSteps):
     def human_turn(self, turn: Turn, state: dict) -> Reply:
         """Waiting for a person: everything the customer writes is kept on the ticket (and stays in the tracker),
         and they hear where they stand. Once an agent takes over, Rasa is paused and this is not called."""
-        from bot.services.handoff import HandoffDesk, load_desk
-
         carry_on: dict = {}
         with self.tools.uow() as uow:
             book = self.book(uow)
             ticket = book.get(state.get("ticket", ""))
-            desk = HandoffDesk(book.session, load_desk(self.settings.seed_dir / "desk.yml"), self.settings.timezone,
-                               self.settings.first_response_hours)
+            desk = self.desk(book)
             handoff = desk.open_for(turn.conversation_id) if ticket is not None else None
             if handoff is None:
                 # The ticket is gone, or the desk closed the request meanwhile: the bot carries on, once this unit

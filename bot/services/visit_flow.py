@@ -95,8 +95,8 @@ class VisitSteps:
     def visit_impossible(self, turn: Turn, state: dict, ticket: Ticket, book: TicketBook, code: str) -> list[Message]:
         key = {"outside_service_area": "visit_outside_area", "no_engineer": "visit_no_engineer"}.get(code,
                                                                                                   "visit_no_window")
-        book.request_handoff(ticket, f"visit_{code}", turn.now)
-        return [self.msg(key, turn)] + self.follow_up(turn, state, ticket, book, handed_off=True)
+        queued = self.queue_for_person(ticket, book, turn, f"visit_{code}")
+        return [self.msg(key, turn)] + queued + self.follow_up(turn, state, ticket, book, handed_off=True)
 
     def chosen_window(self, turn: Turn, state: dict):
         """The window the customer picked: button label, ordinal, or a time inside one of them."""
@@ -206,8 +206,8 @@ class VisitSteps:
         if purchase is None and ticket.order_id:
             purchase = Records(uow.session).purchase_by_order(ticket.order_id)
         if purchase is None:
-            book.request_handoff(ticket, "installation_no_order", turn.now)
-            return [self.msg("installation_need_order", turn)] + self.follow_up(turn, state, ticket, book, handed_off=True)
+            queued = self.queue_for_person(ticket, book, turn, "installation_no_order")
+            return [self.msg("installation_need_order", turn)] + queued + self.follow_up(turn, state, ticket, book, handed_off=True)
         try:
             check_installable(purchase.delivery_date, self.local(turn.now).date())
         except VisitError:
