@@ -147,11 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--limit", type=int, default=200)
     register.set_defaults(func=cmd_tickets_register)
 
+    # Each group of commands lives with its subject; these modules import little until a command runs.
+    from bot.channels.telegram_polling import add_telegram_commands
+    from bot.cli_agents import add_agent_commands
     from bot.cli_visits import add_visit_commands
 
     add_visit_commands(sub)
-    from bot.cli_agents import add_agent_commands; add_agent_commands(sub)  # noqa: E702
-    from bot.channels.telegram_polling import add_telegram_commands; add_telegram_commands(sub)  # noqa: E702
+    add_agent_commands(sub)
+    add_telegram_commands(sub)
     return parser
 
 
