@@ -19,6 +19,18 @@ from bot.settings import ROOT
 from bot.store.models import Ticket
 
 MODEL = ROOT / "models" / "assistant.tar.gz"
+CONVERSATIONS = ROOT / "tests" / "data" / "conversations.yml"
+
+
+def script_lines(name: str) -> list[str]:
+    """The customer's lines of one scripted conversation in tests/data/conversations.yml (shared by the channel
+    tests and `make eval`)."""
+    import yaml
+
+    for conversation in yaml.safe_load(CONVERSATIONS.read_text(encoding="utf-8")):
+        if conversation["name"] == name:
+            return [str(line) for line in conversation["lines"]]
+    raise KeyError(name)
 VENV_BIN = Path(sys.executable).parent
 
 

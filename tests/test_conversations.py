@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from bot.store.models import STEPS
-from tests.stack import MODEL, Stack
+from tests.stack import MODEL, Stack, script_lines
 
 pytestmark = pytest.mark.slow
 
@@ -51,17 +51,7 @@ def run_script(stack: Stack, sender: str, lines: list[str]) -> list[str]:
 
 def test_chinese_complaint_over_rest_runs_six_steps_and_leaves_a_ticket(stack):
     sender = "rest-zh-1"
-    seen = run_script(stack, sender, [
-        "你们这什么破冰箱！！买了才几天就不制冷了，里面的肉全臭了",
-        "我还专门请了一天假在家等着，气死我了",
-        "你们打算怎么处理？",
-        "对，就是这样",
-        "不知道型号",
-        "订单号JD240512345678",
-        "北京市朝阳区望京西路8号院3号楼1单元502",
-        "明天下午",
-        "可以",
-    ])
+    seen = run_script(stack, sender, script_lines("zh-complaint-fridge"))
     assert seen[0] and not seen[0].endswith(("？", "?"))  # step 1 listens
     assert "抱歉" in seen[2] and "冰箱" in seen[2] and "不制冷" in seen[2]
     assert "依据条款" in seen[7]
@@ -77,17 +67,7 @@ def test_chinese_complaint_over_rest_runs_six_steps_and_leaves_a_ticket(stack):
 
 def test_english_complaint_over_rest_runs_six_steps(stack):
     sender = "rest-en-1"
-    seen = run_script(stack, sender, [
-        "I am so angry, my new washing machine is leaking water all over the floor!!",
-        "and I had to take a day off work to deal with it",
-        "that's all, what are you going to do?",
-        "yes",
-        "XQG100-HBD14126L",
-        "order TM2026101500123",
-        "Room 1202, 18 Tiyu West Road, Tianhe District, Guangzhou",
-        "tomorrow afternoon",
-        "yes that works",
-    ])
+    seen = run_script(stack, sender, script_lines("en-complaint-washer"))
     assert not any(has_cjk(s) for s in seen), seen
     assert "sorry" in seen[2].lower() and "washing machine" in seen[2]
     ticket = stack.ticket_of(sender)

@@ -493,3 +493,19 @@ def test_another_language_gets_a_bilingual_answer_even_when_nlu_guesses_an_inten
     chat = Chat(tools, "spanish")
     out = chat.say("Hola, mi nevera no funciona", "deny")
     assert "中文或英文" in joined(out) and "Chinese or English" in joined(out)
+
+
+@pytest.mark.parametrize("text, language, expected", [
+    ("我想取消刚下的订单", "zh", "我的订单"),
+    ("发票抬头开错了", "zh", "我的订单"),
+    ("where is my parcel", "en", "My orders"),
+    ("I forgot my password", "en", "My orders"),
+    ("今天天气怎么样", "zh", "帮不上忙"),
+    ("tell me a joke", "en", "can't help with that"),
+])
+def test_out_of_scope_shop_questions_are_pointed_to_the_shop(tools, text, language, expected):
+    chat = Chat(tools, f"oos-{abs(hash(text))}", language=language)
+    out = chat.say(text, "out_of_scope")
+    assert expected in joined(out)
+    assert chat.last_reply.messages[-1].buttons  # and what the assistant can do, as buttons
+    assert "flow" not in chat.state

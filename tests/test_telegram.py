@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -44,7 +45,7 @@ from bot.store.models import STEPS, Attachment, Ticket, TicketEvent
 from bot.texts import load_texts
 from tests.conftest import NOW
 from tests.fake_bot_api import FakeBotAPI
-from tests.stack import MODEL, Stack
+from tests.stack import MODEL, Stack, script_lines
 
 TOKEN = "700000001:TEST-token_for-the-fake-api"
 SECRET = "test-secret_0123456789"
@@ -537,31 +538,26 @@ def test_unacceptable_files_are_refused_politely(stack, api):
 
 
 @pytestmark_slow
-def test_six_step_chinese_complaint_over_telegram(stack, api):
+@pytest.mark.parametrize("script, language_code, language, apology", [
+    ("zh-complaint-fridge", "zh-hans", "zh", ("抱歉", "冰箱")),
+    ("en-complaint-washer", "en", "en", ("sorry", "washing machine")),
+])
+def test_six_step_complaint_over_telegram(stack, api, script, language_code, language, apology):
     chat = new_chat()
-    lines = [
-        "你们这什么破冰箱！！买了才几天就不制冷了，里面的肉全臭了",
-        "我还专门请了一天假在家等着，气死我了",
-        "你们打算怎么处理？",
-        "对，就是这样",
-        "不知道型号",
-        "订单号JD240512345678",
-        "北京市朝阳区望京西路8号院3号楼1单元502",
-        "明天下午",
-        "可以",
-    ]
     seen = []
-    for line in lines:
-        got = deliver(stack, api, text_update(chat, line))
+    for line in script_lines(script):
+        got = deliver(stack, api, text_update(chat, line, language_code=language_code))
         assert got, f"no reply to {line!r}"
         seen.append(texts_of(got))
-    assert "抱歉" in seen[2] and "冰箱" in seen[2]
+    assert all(word in seen[2].lower() for word in apology), seen[2]
+    if language == "en":
+        assert not any(re.search(r"[\u4e00-\u9fff]", text) for text in seen), seen
     [ticket] = tickets_of(stack, chat)
     assert ticket.number in seen[-1]
-    assert ticket.channel == "telegram" and ticket.language == "zh" and ticket.conversation_id == str(chat)
-    steps = {s: getattr(ticket, f"step_{s}_at") for s in STEPS}
-    assert all(steps.values()), steps
-    assert ticket.remedy_accepted and ticket.follow_up_due
+    assert ticket.channel == "telegram" and ticket.language == language and ticket.conversation_id == str(chat)
+    steps = [getattr(ticket, f"step_{s}_at") for s in STEPS]
+    assert all(steps) and steps == sorted(steps), steps
+    assert ticket.remedy_accepted and ticket.follow_up_due and ticket.order_id
 
 
 @pytestmark_slow

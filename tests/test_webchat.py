@@ -492,6 +492,20 @@ def test_english_interface_and_replies(chat_factory, stack):
     page.click(".asc-lang")
     assert page.get_attribute(".asc-input", "placeholder") == "Type your message…"
 
+    # ... and the six steps run to the end in English.
+    assert "model" in "\n".join(chat.press("Yes")).lower()
+    chat.say("XQG100-HBD14126L")
+    chat.say("order TM2026101500123")
+    chat.say("Room 1202, 18 Tiyu West Road, Tianhe District, Guangzhou")
+    proposal = "\n".join(chat.say("tomorrow afternoon"))
+    assert not has_cjk(proposal) and "clause" in proposal.lower()
+    closing = "\n".join(chat.say("yes that works"))
+    ticket = stack.ticket_of(chat.session_id)
+    assert ticket["number"] in closing and not has_cjk(closing)
+    assert ticket["channel"] == "webchat" and ticket["language"] == "en"
+    assert all(ticket["steps"][s] for s in STEPS), ticket["steps"]
+    assert ticket["facts"]["model"] == "XQG100-HBD14126L" and ticket["remedy"]["accepted"] and ticket["follow_up_due"]
+
 
 @pytest.mark.slow
 def test_keyboard_only(chat_factory):

@@ -43,6 +43,11 @@ DONE_RE = re.compile(r"(就这些|就这样|就这么多|没了|说完了|没有
                      r"给(我)?个说法|给个解决|what now|that'?s (all|it)|nothing else|what (are|will) you (going to )?do|"
                      r"how (will|are) you (going to )?(fix|sort|solve)|what can you do|so what now|i'?m done)", re.IGNORECASE)
 ANYTIME_RE = re.compile(r"(随时|都可以|都行|全天|any ?time|whenever|all day)", re.IGNORECASE)
+# The shop's side of things (orders, payment, invoices, coupons, delivery, accounts): an out-of-scope message about
+# them gets pointed to where it is handled, not just told what this assistant does.
+SHOP_RE = re.compile(r"(订单|下单|付款|支付|退款到账|发票|优惠券|券|价保|白条|物流|快递|配送|包裹|发货|出库|账号|账户|密码|会员|积分|"
+                     r"\border|\bpayment|\bpay\b|invoice|receipt|coupon|discount|promo|deliver|shipping|\bship|parcel|"
+                     r"package|courier|account|password|sign ?up|log ?in|newsletter|subscription|membership)", re.IGNORECASE)
 RATING_RE = re.compile(r"(?<!\d)([1-5])\s*(分|星|stars?|/5)?(?!\d)")
 CATEGORIES = ("air_conditioner", "fridge", "washing_machine", "water_heater", "tv", "range_hood", "dishwasher",
               "gas_hob", "microwave")
@@ -194,6 +199,8 @@ class Assistant(VisitSteps):
             return Reply(self.fallback(turn, state), state)
         if intent == "stop":
             return Reply([self.msg("stopped_idle", turn, self.menu(turn))], state)
+        if intent == "out_of_scope" and SHOP_RE.search(turn.text or ""):
+            return Reply([self.msg("small_out_of_scope_shop", turn, self.menu(turn))], state)
         if intent in ("greet", "goodbye", "thank", "bot_challenge", "out_of_scope"):
             return Reply([self.msg(f"small_{intent}", turn, self.menu(turn) if intent in ("greet", "out_of_scope") else None)], state)
         # affirm / deny / inform with nothing open: say what we can do.
