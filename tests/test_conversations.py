@@ -95,3 +95,27 @@ def test_awkward_input_gets_a_clear_reply(stack, message):
         tracker = json.loads(r.read())
     user_texts = [e.get("text") for e in tracker["events"] if e["event"] == "user"]
     assert message in user_texts or (message == "" and user_texts)
+
+
+@pytest.mark.parametrize("message, expected, language", [
+    ("where is my parcel? I ordered last week", "My orders", "en"),
+    ("我想取消刚下的订单", "我的订单", "zh"),
+    ("what's the weather like tomorrow", "can't help with that", "en"),
+])
+def test_out_of_scope_gets_a_redirect_and_the_menu(stack, message, expected, language):
+    replies = stack.send(f"rest-oos-{abs(hash(message)) % 10_000}", message)
+    assert expected in texts(replies)
+    assert replies[-1].get("buttons")  # what the assistant can do, as buttons
+    assert has_cjk(texts(replies)) == (language == "zh")
+
+
+@pytest.mark.parametrize("message, advice", [
+    ("the kitchen smells strongly of gas near the hob", "gas"),
+    ("厨房里一股天然气味，是不是灶漏气了", "燃气"),
+])
+def test_a_safety_hazard_gets_safety_advice_at_once(stack, message, advice):
+    sender = f"rest-safety-{abs(hash(message)) % 10_000}"
+    reply = texts(stack.send(sender, message))
+    assert advice in reply.lower()
+    ticket = stack.ticket_of(sender)
+    assert ticket["handoff_requested"] and ticket["kind"] == "complaint"
