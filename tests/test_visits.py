@@ -681,3 +681,41 @@ def test_roster_path_resolution():
     assert roster_path(env={}) == ROOT / "data" / "seed" / "engineers.yml"
     assert roster_path(env={"BOT_ROSTER_FILE": "tests/data/roster.yml"}) == ROOT / "tests" / "data" / "roster.yml"
     assert roster_path(env={"BOT_ROSTER_FILE": "/etc/roster.yml"}).as_posix() == "/etc/roster.yml"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("1", 0), ("2", 1), ("3", 2), ("二", 1), ("option 3", 2), ("#2", 1), ("one", 0), ("two.", 1),
+    ("the second one", 1), ("the first one please", 0), ("third", 2), ("2nd", 1), ("第二个", 1), ("第一个吧", 0),
+    ("选第三个", 2), ("第 2 个", 1),
+    ("11:00", None), ("11:00-13:00", None), ("二号上午", None), ("1点", None), ("one o'clock", None),
+    ("the first or the second", None), ("no", None), ("", None), ("第12个", None),
+])
+def test_picking_an_offered_window_by_its_place(text, expected):
+    from bot.services.visit_flow import ordinal_choice
+
+    assert ordinal_choice(text, 3) == expected
+
+
+def test_only_offered_places_can_be_picked():
+    from bot.services.visit_flow import ordinal_choice
+
+    assert ordinal_choice("the third one", 2) is None and ordinal_choice("2", 2) == 1
+
+
+def test_weekday_mornings_or_evenings_keep_to_that_part_of_each_day(sessions):
+    """"weekday mornings" is every weekday's 09:00-12:00, not the first free time of the next two weeks."""
+    from bot.nlu.timeparse import parse_when
+
+    prepare(sessions)
+    with UnitOfWork(sessions) as uow:
+        book = VisitBook(uow.session, TZ, ROSTER)
+        mornings = book.proposals(category="fridge", address=CHAOYANG, now=NOW,
+                                  when=parse_when("weekday mornings", NOW.astimezone(TZ)))
+        evenings = book.proposals(category="fridge", address=CHAOYANG, now=NOW,
+                                  when=parse_when("工作日晚上", NOW.astimezone(TZ)))
+    assert len(mornings) == 3
+    for w in mornings:
+        local = w.start.astimezone(TZ)
+        assert local.weekday() < 5 and 9 <= local.hour < 12, local
+    # The Chaoyang engineers' last window starts at 17:00: no evening visit, and the script then offers the earliest.
+    assert evenings == []

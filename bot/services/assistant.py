@@ -545,6 +545,8 @@ class Assistant(VisitSteps):
                 return False, self.msg("bad_time", turn)
             state["contact_window"] = [when.start.isoformat(), when.end.isoformat()]
             state["contact_excluded"] = sorted(getattr(when, "excluded_weekdays", ()) or ())
+            daily = getattr(when, "daily", None)
+            state["contact_daily"] = [daily[0].isoformat(), daily[1].isoformat()] if daily else None
             book.record_facts(ticket, {"contact_time": (when.text or text)[:120]}, now, actor="customer")
             return True, None
         return False, None

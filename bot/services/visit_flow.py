@@ -3,7 +3,7 @@ installation requests; rescheduling and cancelling. Mixed into `Assistant` (bot/
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 from bot.services.conversation import Button, Message, Reply, Turn
 from bot.services.records import Records
@@ -12,11 +12,27 @@ from bot.services.visits import VisitBook, VisitError, Window, check_installable
 from bot.store.models import Ticket, TicketStatus, Visit
 
 WEEKDAYS = {"zh": "一二三四五六日", "en": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]}
+# Picking one of the offered windows by its place: an ordinal word anywhere ("the second one", 第二个), or a bare
+# number on its own ("2", "option 2", "二"). A bare number inside other text is not a pick ("11:00", "二号上午" are
+# times and dates), and "one" as in "the second one" is not "1".
 ORDINALS = [
-    re.compile(r"^\s*(1|一|第一|第1)|first|1st|\bone\b", re.IGNORECASE),
-    re.compile(r"^\s*(2|二|第二|第2)|second|2nd|\btwo\b", re.IGNORECASE),
-    re.compile(r"^\s*(3|三|第三|第3)|third|3rd|\bthree\b", re.IGNORECASE),
+    (re.compile(r"第\s*[一1](?!\d)|\bfirst\b|\b1st\b", re.IGNORECASE),
+     re.compile(r"^\s*(?:(?:number|option|no\.?|#)\s*)?(?:1|一|one)\s*(?:个|号)?\s*[.。!！]?\s*$", re.IGNORECASE)),
+    (re.compile(r"第\s*[二2](?!\d)|\bsecond\b|\b2nd\b", re.IGNORECASE),
+     re.compile(r"^\s*(?:(?:number|option|no\.?|#)\s*)?(?:2|二|two)\s*(?:个|号)?\s*[.。!！]?\s*$", re.IGNORECASE)),
+    (re.compile(r"第\s*[三3](?!\d)|\bthird\b|\b3rd\b", re.IGNORECASE),
+     re.compile(r"^\s*(?:(?:number|option|no\.?|#)\s*)?(?:3|三|three)\s*(?:个|号)?\s*[.。!！]?\s*$", re.IGNORECASE)),
 ]
+
+
+def ordinal_choice(text: str, offered: int) -> int | None:
+    """Index of the window named by its place, or None (none named, or more than one)."""
+    named = [i for i, (word, _) in enumerate(ORDINALS[:offered]) if word.search(text)]
+    if not named:
+        named = [i for i, (_, bare) in enumerate(ORDINALS[:offered]) if bare.match(text)]
+    return named[0] if len(named) == 1 else None
+
+
 VISIT_KINDS = ("free_repair", "paid_repair", "repair_at_cost", "inspection")
 INSTALL_FACTS = ("purchase", "phone", "address", "contact_time")
 
@@ -24,8 +40,8 @@ INSTALL_FACTS = ("purchase", "phone", "address", "contact_time")
 class _When:
     """The slice of a parsed time expression the visit book needs."""
 
-    def __init__(self, start: datetime, end: datetime, excluded: frozenset = frozenset()):
-        self.start, self.end, self.excluded_weekdays = start, end, excluded
+    def __init__(self, start: datetime, end: datetime, excluded: frozenset = frozenset(), daily=None):
+        self.start, self.end, self.excluded_weekdays, self.daily = start, end, excluded, daily
 
 
 class VisitSteps:
@@ -57,8 +73,10 @@ class VisitSteps:
         window = state.get("contact_window")
         if not window:
             return None
+        daily = state.get("contact_daily")
         return _When(datetime.fromisoformat(window[0]), datetime.fromisoformat(window[1]),
-                     frozenset(state.get("contact_excluded", [])))
+                     frozenset(state.get("contact_excluded", [])),
+                     (time.fromisoformat(daily[0]), time.fromisoformat(daily[1])) if daily else None)
 
     # --------------------------------------------------------------------------------- offering
     def offer_windows(self, turn: Turn, state: dict, ticket: Ticket, book: TicketBook, uow,
@@ -105,9 +123,9 @@ class VisitSteps:
         for i, window in enumerate(windows):
             if text in (self.window_label(window, "zh"), self.window_label(window, "en")):
                 return i
-        for i, pattern in enumerate(ORDINALS[:len(windows)]):
-            if pattern.search(text):
-                return i
+        picked = ordinal_choice(text, len(windows))
+        if picked is not None:
+            return picked
         try:
             when = self.tools.parse_when(text, self.local(turn.now))
         except ValueError:

@@ -435,7 +435,8 @@ class VisitBook:
 
         A window is one slot of an engineer who covers the area and has the skill: on the grid from work_start,
         inside working hours, not on a day off, starting no sooner than now + LEAD_TIME and before now + HORIZON.
-        With `when` (start, end, excluded_weekdays) a window must START inside [when.start, when.end) — it may end
+        With `when` (start, end, excluded_weekdays, optional daily (from, to) local times) a window must START inside
+        [when.start, when.end) and, with `daily`, inside that part of its day — it may end
         after when.end, so "afternoon" (13:00-18:00) offers a 17:00-19:00 window — and not on an excluded weekday.
         With `after`, only windows starting later than it. Distinct start times come first: the same time with a
         second engineer is offered only when there are not `limit` different times.
@@ -451,6 +452,9 @@ class VisitBook:
             lo = max(lo, _aware(when.start, "when.start"))
             hi = min(hi, _aware(when.end, "when.end"))
             excluded = frozenset(getattr(when, "excluded_weekdays", None) or ())
+            daily = getattr(when, "daily", None)  # "weekday evenings": each day's 18:00-21:00 only
+        else:
+            daily = None
         if after is not None:
             lo = max(lo, _aware(after, "after") + timedelta(microseconds=1))
         if lo >= hi:
@@ -471,6 +475,8 @@ class VisitBook:
                 if day.weekday() not in excluded:
                     for start, end in spec.slots_on(day, self.tz, slot):
                         if not lo <= start < hi or (eid, start) in skip:
+                            continue
+                        if daily and not daily[0] <= start.astimezone(self.tz).time() < daily[1]:
                             continue
                         if any(s < end and start < e for s, e in booked[eid]):
                             continue
