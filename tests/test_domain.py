@@ -57,3 +57,33 @@ def test_intents_are_the_contract():
                 "ask_fee", "check_status", "reschedule_visit", "cancel_visit", "request_human",
                 "ask_service_center", "usage_help", "inform", "feedback"}
     assert contract <= set(DOMAIN["intents"])
+
+
+def test_every_text_key_the_code_names_exists_in_both_languages():
+    """A key named in the code but missing from bot/texts.yml would crash the action on that branch."""
+    import re
+
+    from bot.settings import ROOT
+    from bot.texts import load_texts
+
+    texts = load_texts()
+    named = set()
+    for path in sorted((ROOT / "bot").rglob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        named |= set(re.findall(r"""(?:self\.msg|self\.button|\bt\.get|texts\.get|TEXTS\.get)\(\s*["']([a-z0-9_]+)["']""", source))
+        named |= set(re.findall(r"""\["_ask"\]\s*=\s*["']([a-z0-9_]+)["']""", source))
+        named |= set(re.findall(r"""\.pop\("_ask",\s*["']([a-z0-9_]+)["']\)""", source))
+    assert len(named) > 50
+    missing = sorted(key for key in named if key not in texts)
+    assert not missing, missing
+    for key in named:
+        assert texts.get(key, "zh", **_blank(texts, key)) and texts.get(key, "en", **_blank(texts, key))
+
+
+def _blank(texts, key: str) -> dict:
+    import string
+
+    fields = set()
+    for lang in ("zh", "en"):
+        fields |= {f for _, f, _, _ in string.Formatter().parse(texts._catalogue[key][lang]) if f}
+    return {f: "x" for f in fields}

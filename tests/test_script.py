@@ -418,6 +418,7 @@ def test_reschedule_and_cancel_by_conversation(tools):
     assert number in joined(out)
     out = chat.say("下周三下午", "inform")
     assert chat.state["step"] == "visit_pick"
+    assert "24 小时" not in joined(out)  # a later day the customer chose is no broken promise
     chat.say("2", "inform")
     out = chat.say("确认", "affirm")
     assert "已改约" in joined(out)
@@ -509,3 +510,13 @@ def test_out_of_scope_shop_questions_are_pointed_to_the_shop(tools, text, langua
     assert expected in joined(out)
     assert chat.last_reply.messages[-1].buttons  # and what the assistant can do, as buttons
     assert "flow" not in chat.state
+
+
+def test_a_new_request_leaves_a_failed_status_look_up(tools):
+    chat = Chat(tools, "status-then-reschedule", language="en")
+    chat.say("check ticket SV-20261122-0001", "check_status")
+    out = chat.say("I want to reschedule my visit", "reschedule_visit")
+    assert "member of staff" not in joined(out)
+    assert chat.state["flow"] == "visit_change"
+    out = chat.say("actually, how long is the warranty on a fridge?", "ask_warranty")
+    assert "warranty" in joined(out).lower() and chat.state.get("flow") != "visit_change"

@@ -16,7 +16,7 @@ from bot.services import problems as problem_lexicon
 from bot.services.conversation import Button, Message, Reply, Turn
 from bot.services.records import Records, purchase_facts
 from bot.services.tickets import SLA, TicketBook, TicketError, as_utc
-from bot.services.visit_flow import INSTALL_FACTS, VISIT_KINDS, VisitSteps
+from bot.services.visit_flow import INSTALL_FACTS, NEW_REQUESTS, VISIT_KINDS, VisitSteps
 from bot.services.visits import Roster
 from bot.services.warranty import WarrantyCase, WarrantyPolicy, evaluate
 from bot.settings import Settings
@@ -834,6 +834,8 @@ class Assistant(VisitSteps):
         if order_id:
             state["order_id"] = order_id.upper()
         if not (number or phone or order_id) and not first:
+            if turn.intent in NEW_REQUESTS and turn.intent != "check_status":
+                return self.idle_turn(turn, {"last_ticket": state["last_ticket"]} if state.get("last_ticket") else {})
             if turn.intent in ("deny", "stop"):
                 return Reply([self.msg("status_stopped", turn)], {k: v for k, v in state.items() if k == "last_ticket"})
             state["status_fails"] = state.get("status_fails", 0) + 1

@@ -35,6 +35,10 @@ def ordinal_choice(text: str, offered: int) -> int | None:
 
 VISIT_KINDS = ("free_repair", "paid_repair", "repair_at_cost", "inspection")
 INSTALL_FACTS = ("purchase", "phone", "address", "contact_time")
+# A new request in the middle of a look-up (status, visit change) leaves the look-up and is served as such.
+NEW_REQUESTS = ("complain", "request_repair", "request_return", "request_exchange", "request_installation",
+                "reschedule_visit", "cancel_visit", "check_status", "request_human", "ask_warranty", "ask_fee",
+                "usage_help", "ask_service_center")
 
 
 class _When:
@@ -97,7 +101,10 @@ class VisitSteps:
             return self.visit_impossible(turn, state, ticket, book, err.code)
         if not windows:
             return self.visit_impossible(turn, state, ticket, book, "no_window")
-        if not visits.within_promise(windows, turn.now, self.settings.visit_promise_hours):
+        # The promise is ours to keep only where the customer left the time to us: a customer who asked for a later
+        # day gets it without an apology for the wait.
+        own_wish_kept = when is not None and not any(m.text == self.t.get("visit_none_in_wish", lang) for m in out)
+        if not own_wish_kept and not visits.within_promise(windows, turn.now, self.settings.visit_promise_hours):
             out.append(self.msg("visit_promise_missed", turn, hours=self.settings.visit_promise_hours))
         state["windows"] = [self.window_dict(w) for w in windows]
         state["step"] = "visit_pick"
@@ -249,6 +256,10 @@ class VisitSteps:
     def visit_change_turn(self, turn: Turn, state: dict, first: bool = False) -> Reply:
         if not first and turn.intent in ("stop", "deny") and not state.get("visit_id"):
             return Reply([self.msg("status_stopped", turn)], {"last_ticket": state.get("last_ticket")})
+        if (not first and not state.get("visit_id") and turn.intent not in ("reschedule_visit", "cancel_visit")
+                and turn.intent in NEW_REQUESTS and not (turn.entity("ticket_number") or turn.entity("phone"))):
+            # asked for the ticket, the customer wants something else: serve that instead
+            return self.idle_turn(turn, {"last_ticket": state["last_ticket"]} if state.get("last_ticket") else {})
         with self.tools.uow() as uow:
             book = self.book(uow)
             visits = self.visits(uow)
