@@ -205,6 +205,10 @@ def test_two_failed_phone_attempts_offer_a_person(tools):
     out = chat.say("/request_human", "request_human")
     ticket = chat.ticket()
     assert ticket["handoff_requested"] and ticket["customer"]["phone"] is None
+    # ... and the conversation now waits for the person: what the customer writes is kept for them
+    assert chat.state["flow"] == "human" and [e.reason for e in queue_entries(tools)] == ["customer_request"]
+    out = chat.say("我的电话是 139 0000 2222", "inform")
+    assert chat.ticket()["customer"]["phone"] == "13900002222"
 
 
 def test_gas_smell_gets_safety_advice_and_a_supervisor_at_once(tools):
@@ -520,3 +524,32 @@ def test_a_new_request_leaves_a_failed_status_look_up(tools):
     assert chat.state["flow"] == "visit_change"
     out = chat.say("actually, how long is the warranty on a fridge?", "ask_warranty")
     assert "warranty" in joined(out).lower() and chat.state.get("flow") != "visit_change"
+
+
+def test_an_order_for_another_appliance_is_not_used(tools):
+    chat = Chat(tools, "wrong-order")
+    chat.say("热水器不出热水了，才装了一个月", "request_repair")
+    chat.say("对", "affirm")
+    chat.say("JSQ30-16TC7", "inform")
+    out = chat.say("订单号TM2026101500123", "inform")  # a washing machine bought by somebody else
+    assert "不是您说的这件产品" in joined(out) and "洗衣机" not in joined(out)
+    ticket = chat.ticket()
+    assert ticket["facts"]["product"] == "water_heater" and ticket["facts"]["model"] == "JSQ30-16TC7"
+    assert ticket["facts"]["order_id"] is None and ticket["customer"]["phone"] is None
+    assert ticket["customer"]["name"] != "李强"
+
+
+def test_a_fault_described_starts_a_repair_whatever_the_intent(tools):
+    chat = Chat(tools, "fault-as-inform", language="en")
+    chat.say("my TV screen keeps flickering, bought it in March", "inform")
+    assert chat.state["flow"] == "complaint" and chat.ticket()["kind"] == "repair"
+    assert chat.ticket()["facts"]["symptom"] == "no_picture"
+
+
+def test_facts_given_while_venting_end_the_venting(tools):
+    chat = Chat(tools, "vent-then-facts", language="en")
+    chat.say("😡😡", "complain")
+    assert chat.state["step"] == "vent"
+    out = chat.say("55E3F", "inform")
+    assert chat.state["step"] == "confirm" and "sorry" in joined(out).lower()
+    assert chat.ticket()["facts"]["model"] == "55E3F"

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 PROBLEM_KINDS = {"complain": "complaint", "request_repair": "repair", "request_return": "return",
                  "request_exchange": "exchange"}
 ONE_SHOT = ("ask_warranty", "ask_fee", "usage_help", "ask_service_center")
+FACT_ENTITIES = {"product_model", "order_id", "phone", "address", "date_time", "ticket_number"}
 PHONE_RE = re.compile(r"^\+?(?:86)?1[3-9]\d{9}$")
 DIGITS_RE = re.compile(r"\d[\d\s\-]{5,}\d")
 ADDRESS_RE = re.compile(
@@ -180,6 +181,10 @@ class Assistant(VisitSteps):
         reading = problem_lexicon.read_problem(turn.text, self.lexicon)
         if reading.safety and intent not in ("check_status", "request_human"):
             intent = "complain"
+        elif reading.symptoms and intent in ("inform", "nlu_fallback", "out_of_scope", "affirm", "deny", "feedback"):
+            # "my TV keeps flickering, bought it in March": a fault described is a fault reported, whatever the
+            # classifier made of the purchase date around it.
+            intent = "complain" if turn.anger >= 0.5 else "request_repair"
         if intent in PROBLEM_KINDS:
             return self.start_problem(turn, state, PROBLEM_KINDS[intent])
         if intent == "request_installation":
@@ -322,7 +327,12 @@ class Assistant(VisitSteps):
         order_id = turn.entity("order_id")
         if order_id:
             found = Records(uow.session).purchase_by_order(order_id)
-            if found is not None and self.order_belongs(found, ticket, facts):
+            stated = facts.get("product") or ticket.product
+            if found is not None and stated and purchase_facts(found).category != stated:
+                # Someone else's order, or a typo: the order is for another kind of appliance. Say so without
+                # saying what is in it, and use nothing from it.
+                out.append(self.msg("order_other_product", turn))
+            elif found is not None and self.order_belongs(found, ticket, facts):
                 facts.update(self.facts_from_purchase(found))
                 book.link_customer(ticket, found.customer, found, turn.now)
             elif found is not None:
@@ -367,8 +377,13 @@ class Assistant(VisitSteps):
             return False
         if text.endswith(("?", "？", "吗")):
             return True
-        # Nothing new added to the story: the customer has said what they had to say.
         reading = problem_lexicon.read_problem(text, self.lexicon)
+        # Giving a model, an order number, a phone, an address or a date with no more of the story: the customer has
+        # moved on to the facts, and is ready for the questions.
+        facts_given = {e.get("entity") for e in turn.entities} & FACT_ENTITIES
+        if facts_given and not (reading.symptoms or reading.impacts or turn.anger >= 0.5):
+            return True
+        # Nothing new added to the story: the customer has said what they had to say.
         adds = reading.symptoms or reading.impacts or turn.entities or len(text) >= 8 or turn.anger >= 0.5
         return not adds
 
@@ -460,12 +475,16 @@ class Assistant(VisitSteps):
         if state.get("offered_human") == asking and asking:
             state.pop("offered_human")
             if turn.intent == "request_human":
-                return self.handoff_on(ticket, book, turn, state, "failed_fact").messages
+                reply = self.handoff_on(ticket, book, turn, state, "failed_fact")
+                state.clear()
+                state.update(reply.state)  # the conversation now waits for the person
+                return reply.messages
             if turn.intent in ("deny", "affirm") or "/deny" == turn.text:
                 state.setdefault("skipped", []).append(asking)
                 return [self.msg("skip_fact", turn)] + self.next_question(turn, state, ticket, book, uow)
         out = self.absorb(turn, state, ticket, book, uow, as_account=False)
-        if any(m.text == self.t.get("order_not_yours", turn.language) for m in out):
+        refused = {self.t.get(key, turn.language) for key in ("order_not_yours", "order_other_product")}
+        if any(m.text in refused for m in out):
             return out + self.fact_failed(turn, state, asking, ticket, book, uow, already_said=True)
         if asking and asking in self.missing_facts(state, ticket):
             ok, message = self.take_answer(turn, state, asking, ticket, book, uow)
