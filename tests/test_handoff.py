@@ -202,6 +202,16 @@ def test_callback_time_follows_the_opening_hours(uow_factory, now, expected, ope
         assert desk.callback_time(now) == expected
 
 
+@pytest.mark.parametrize("moment, expected", [
+    (local(2026, 11, 23, 10, 0), local(2026, 11, 23, 10, 0)),  # Monday, open: kept
+    (local(2026, 11, 24, 5, 44), local(2026, 11, 24, 9, 30)),  # before opening: shortly after it opens
+    (local(2026, 11, 21, 19, 0), local(2026, 11, 22, 10, 30)),  # Saturday evening: Sunday opens at 10
+])
+def test_follow_up_calls_fall_in_opening_hours(uow_factory, moment, expected):
+    with uow_factory() as uow:
+        assert desk_of(uow).in_opening_hours(moment) == expected
+
+
 def test_callback_offer_is_recorded_on_the_handoff_and_the_ticket(uow_factory):
     night = local(2026, 11, 23, 23, 15)
     with uow_factory() as uow:

@@ -701,11 +701,15 @@ class Assistant(VisitSteps):
     # step 6
     def follow_up(self, turn: Turn, state: dict, ticket: Ticket, book: TicketBook, handed_off: bool = False) -> list[Message]:
         now = turn.now
-        contact_by = now + timedelta(hours=self.settings.first_response_hours)
+        desk = self.desk(book)
+        # Promises a person keeps fall in the desk's opening hours: the first contact (the same time as the
+        # callback the customer was just offered) and the check-back.
+        contact_by = desk.callback_time(now)
         due = now + timedelta(hours=self.settings.follow_up_hours)
         visit = state.get("visit")
         if visit:  # check back once the engineer has been
             due = datetime.fromisoformat(visit["end"]) + timedelta(hours=self.settings.follow_up_hours)
+        due = desk.in_opening_hours(due)
         book.set_follow_up(ticket, due, now)
         book.stamp_step(ticket, "follow_up", now)
         remedy = ticket.remedy_accepted

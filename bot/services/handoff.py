@@ -338,6 +338,17 @@ class HandoffDesk:
         due = opening + timedelta(minutes=self.desk.callback_after_opening_minutes)
         return max(due.astimezone(timezone.utc), promise)
 
+    def in_opening_hours(self, moment: datetime) -> datetime:
+        """`moment` if the desk is open then, else shortly after it next opens (for follow-up calls)."""
+        moment = as_utc(moment)
+        local = moment.astimezone(self.tz)
+        if self.desk.is_open(local):
+            return moment
+        opening = self.desk.next_opening(local)
+        if opening is None:
+            return moment
+        return (opening + timedelta(minutes=self.desk.callback_after_opening_minutes)).astimezone(timezone.utc)
+
     def offer_callback(self, handoff: Handoff, now: datetime, why: str) -> datetime:
         """Record a call-back time on the hand-off and as a ticket event; an earlier offer still ahead stands."""
         current = as_utc(handoff.callback_due)
