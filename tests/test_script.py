@@ -557,3 +557,21 @@ def test_facts_given_while_venting_end_the_venting(tools):
     out = chat.say("55E3F", "inform")
     assert chat.state["step"] == "confirm" and "sorry" in joined(out).lower()
     assert chat.ticket()["facts"]["model"] == "55E3F"
+
+
+@pytest.mark.parametrize("request_text", ["Sorry, can we continue in English?", "English please"])
+def test_asking_for_english_mid_way_is_not_a_confirmation(tools, request_text):
+    chat = Chat(tools, f"switch-{len(request_text)}")
+    chat.say("空调不制冷了", "request_repair")
+    assert chat.state["step"] == "confirm"
+    out = chat.say(request_text, "affirm")
+    assert chat.state["step"] == "confirm"  # still waiting for the customer to confirm
+    assert "continue in English" in out[0] and "air conditioner" in out[1] and "is not cooling" in out[1]
+    out = chat.say("yes", "affirm")
+    assert "model number" in joined(out)
+
+
+def test_asking_for_chinese_when_idle_gets_the_menu_in_chinese(tools):
+    chat = Chat(tools, "switch-zh", language="en")
+    out = chat.say("可以说中文吗", "inform")
+    assert "用中文继续" in out[0] and chat.last_reply.messages[-1].buttons

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 PROBLEM_KINDS = {"complain": "complaint", "request_repair": "repair", "request_return": "return",
                  "request_exchange": "exchange"}
 ONE_SHOT = ("ask_warranty", "ask_fee", "usage_help", "ask_service_center")
+LANG_SWITCH_RE = re.compile(r"(\b(in|speak|use|switch to|reply in) english\b|\benglish,? please\b|"
+                            r"(说|讲|用|换成|改成)中文|中文(吧|可以吗|行吗|好吗)|\bin chinese\b)", re.IGNORECASE)
 FACT_ENTITIES = {"product_model", "order_id", "phone", "address", "date_time", "ticket_number"}
 PHONE_RE = re.compile(r"^\+?(?:86)?1[3-9]\d{9}$")
 DIGITS_RE = re.compile(r"\d[\d\s\-]{5,}\d")
@@ -110,6 +112,18 @@ class Assistant(VisitSteps):
                         uow.commit()
             return Reply(out, state)
 
+        if LANG_SWITCH_RE.search(text) and not turn.entities and len(text) <= 80:
+            # "Can we continue in English?" is not an answer to anything: switch, and ask again in that language.
+            out.append(self.msg("language_switched", turn))
+            if flow == "complaint" and state.get("step") == "confirm" and state.get("ticket"):
+                with self.tools.uow() as uow:
+                    ticket = self.book(uow).get(state["ticket"])
+                    if ticket is not None:
+                        out.append(Message(self.restatement(ticket, turn.language), self.yes_no(turn, "btn_not_quite")))
+                        return Reply(out, state)
+            again = self.reprompt(turn, state) if flow else []
+            out.extend(again or [self.msg("how_can_i_help", turn, self.menu(turn))])
+            return Reply(out, state)
         if flow == "complaint":
             return self.complaint_turn(turn, state)
         if flow == "status":
