@@ -17,6 +17,9 @@ cat <<MSG
   Talk to it over REST, e.g.:
     curl -s localhost:5005/webhooks/rest/webhook -d '{"sender":"me","message":"我的冰箱不制冷了"}'
     curl -s localhost:5005/webhooks/rest/webhook -d '{"sender":"me2","message":"my fridge stopped cooling"}'
+  Web chat demo page:  http://127.0.0.1:5005/webhooks/webchat/   (widget: /webhooks/webchat/widget.js)
+  Agent console:       http://127.0.0.1:5005/webhooks/agent/      (accounts: .venv/bin/python -m bot agents add NAME)
+  Telegram webhook:    POST /webhooks/telegram/webhook (needs TELEGRAM_TOKEN and TELEGRAM_WEBHOOK_SECRET; see README)
   Tickets:  .venv/bin/python -m bot tickets list
   Stop with Ctrl-C.
 
