@@ -575,3 +575,28 @@ def test_asking_for_chinese_when_idle_gets_the_menu_in_chinese(tools):
     chat = Chat(tools, "switch-zh", language="en")
     out = chat.say("可以说中文吗", "inform")
     assert "用中文继续" in out[0] and chat.last_reply.messages[-1].buttons
+
+
+AWKWARD = ["", "x" * 20000, "😡😡😡", "？？？！！！", "Bonjour, mon frigo ne marche plus", "我的fridge坏了 help", "/", "   ",
+           "<script>alert(1)</script>", "13800138000" * 50]
+
+
+@pytest.mark.parametrize("awkward", AWKWARD, ids=range(len(AWKWARD)))
+def test_awkward_input_at_every_step_gets_a_reply_and_the_script_goes_on(tools, awkward):
+    """At each step of a complaint the customer sends something odd: there is always a reply, nothing crashes,
+    and the script still reaches the end with the ordinary answers."""
+    chat = Chat(tools, f"odd-{abs(hash(awkward)) % 100_000}")
+    script = [("冰箱不制冷了，肉都坏了", "complain"), ("就这些，你们看怎么办", "complain"), ("对", "affirm"),
+              ("不知道", "deny"), ("订单号JD240512345678", "inform"), ("北京市朝阳区望京西路8号院3号楼1单元502", "inform"),
+              ("明天下午", "inform")]
+    for text, intent in script:
+        out = chat.say(awkward, "nlu_fallback" if awkward.strip() else None)
+        assert out and all(t.strip() for t in out), (awkward[:20], chat.state.get("step"))
+        chat.say(text, intent)
+    while chat.state.get("step") == "opinion" and chat.state["proposals"][chat.state["pidx"]]["kind"] == "self_check":
+        chat.say("不用了", "deny")
+    assert chat.state.get("step") == "opinion", chat.state
+    out = chat.say(awkward, "nlu_fallback" if awkward.strip() else None)
+    assert out and all(t.strip() for t in out)
+    chat.say("可以", "affirm")
+    assert chat.ticket()["remedy"]["accepted"]
