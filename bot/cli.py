@@ -122,6 +122,52 @@ def cmd_tickets_register(args) -> int:
     return 0
 
 
+def _day_start(text: str, tz) -> datetime:
+    from datetime import date, time
+
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise SystemExit(f"not a date (YYYY-MM-DD): {text!r}")
+    return datetime.combine(day, time(0), tzinfo=tz)
+
+
+def cmd_tickets_report(args) -> int:
+    from datetime import timedelta, timezone
+
+    from bot.services.desk_report import desk_figures
+
+    app = _app()
+    tz = app.settings.timezone
+    now = datetime.now(timezone.utc)
+    today = now.astimezone(tz).date()
+    until = _day_start(args.until, tz) if args.until else _day_start((today + timedelta(days=1)).isoformat(), tz)
+    since = _day_start(args.since, tz) if args.since else until - timedelta(days=30)
+    if since >= until:
+        raise SystemExit("--since must be before --until")
+    with app.uow() as uow:
+        figures = desk_figures(uow.session, since=since, until=until, now=now)
+    if args.json:
+        print(json.dumps(figures, ensure_ascii=False, indent=2))
+        return 0
+
+    def pct(value):
+        return "-" if value is None else f"{value * 100:.1f}%"
+
+    print(f"tickets opened {since.date()} .. {(until - timedelta(days=1)).date()}: {figures['tickets']}  "
+          + "  ".join(f"{k} {v}" for k, v in figures["by_kind"].items()))
+    print(f"complaint rate       {pct(figures['complaint_rate'])}  ({figures['complaints']} complaints)")
+    print(f"omission rate        {pct(figures['omission_rate'])}  ({len(figures['omitted'])} tickets with a missed deadline)")
+    ratings = figures["ratings"]
+    print(f"dissatisfaction rate {pct(figures['dissatisfaction_rate'])}  ({ratings['low']} of {ratings['count']} ratings "
+          f"were 1-2; mean {ratings['mean'] if ratings['mean'] is not None else '-'})")
+    print(f"hand-offs            {figures['handoffs']['count']}  "
+          + "  ".join(f"{k} {v}" for k, v in figures["handoffs"]["by_reason"].items()))
+    for item in figures["omitted"][:50]:
+        print(f"  omitted {item['number']} ({item['status']}): {', '.join(item['why'])}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bot", description="After-sales service assistant tools")
     sub = parser.add_subparsers(dest="group", required=True)
@@ -146,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--json", action="store_true")
     register.add_argument("--limit", type=int, default=200)
     register.set_defaults(func=cmd_tickets_register)
+    report = tickets.add_parser("report", help="the desk's figures: complaint, omission and dissatisfaction rates")
+    report.add_argument("--since", help="first day (YYYY-MM-DD, desk time zone; default: 30 days before --until)")
+    report.add_argument("--until", help="day after the last (YYYY-MM-DD; default: tomorrow)")
+    report.add_argument("--json", action="store_true")
+    report.set_defaults(func=cmd_tickets_report)
 
     # Each group of commands lives with its subject; these modules import little until a command runs.
     from bot.channels.telegram_polling import add_telegram_commands
