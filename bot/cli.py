@@ -122,18 +122,17 @@ def cmd_tickets_register(args) -> int:
     return 0
 
 
-def _day_start(text: str, tz) -> datetime:
-    from datetime import date, time
+def _parse_day(text: str):
+    from datetime import date
 
     try:
-        day = date.fromisoformat(text)
+        return date.fromisoformat(text)
     except ValueError:
         raise SystemExit(f"not a date (YYYY-MM-DD): {text!r}")
-    return datetime.combine(day, time(0), tzinfo=tz)
 
 
 def cmd_tickets_report(args) -> int:
-    from datetime import timedelta, timezone
+    from datetime import time, timedelta, timezone
 
     from bot.services.desk_report import desk_figures
 
@@ -141,8 +140,9 @@ def cmd_tickets_report(args) -> int:
     tz = app.settings.timezone
     now = datetime.now(timezone.utc)
     today = now.astimezone(tz).date()
-    until = _day_start(args.until, tz) if args.until else _day_start((today + timedelta(days=1)).isoformat(), tz)
-    since = _day_start(args.since, tz) if args.since else until - timedelta(days=30)
+    last_day_after = _parse_day(args.until) if args.until else today + timedelta(days=1)
+    until = datetime.combine(last_day_after, time(0), tzinfo=tz)
+    since = datetime.combine(_parse_day(args.since), time(0), tzinfo=tz) if args.since else until - timedelta(days=30)
     if since >= until:
         raise SystemExit("--since must be before --until")
     with app.uow() as uow:

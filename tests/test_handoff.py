@@ -18,7 +18,6 @@ from bot.services.handoff import (
     HandoffDesk,
     HandoffError,
     check_password,
-    ensure_queued,
     hash_password,
     load_desk,
     may_act,
@@ -77,7 +76,7 @@ def test_one_open_handoff_per_conversation(uow_factory):
         again, created_again = desk.request(ticket, reason="anger", now=NOW + timedelta(minutes=1), anger=0.9)
         assert created and not created_again and again.id == first.id
         assert again.anger == pytest.approx(0.9) and again.reason == "customer_request"
-        assert ensure_queued(uow.session, ticket, "safety", NOW).id == first.id
+        assert desk.request(ticket, reason="safety", now=NOW)[0].id == first.id
         boss = make_agent(uow, "boss", "supervisor")
         desk.close(first, boss, NOW + timedelta(minutes=2))
         later, created_later = desk.request(ticket, reason="customer_request", now=NOW + timedelta(minutes=3))
@@ -89,10 +88,10 @@ def test_one_open_handoff_per_conversation(uow_factory):
         assert len(events_of(uow, ticket.id, "handoff_queued")) == 2
 
 
-def test_ensure_queued_puts_an_escalated_ticket_in_the_queue(uow_factory):
+def test_an_escalated_ticket_enters_the_queue_with_its_channel_language_and_anger(uow_factory):
     with uow_factory() as uow:
         ticket = new_ticket(uow, "escalated", channel="telegram", language="en", anger=0.85)
-        handoff = ensure_queued(uow.session, ticket, "anger", NOW)
+        handoff, _ = HandoffDesk(uow.session).request(ticket, reason="anger", now=NOW)
         uow.commit()
     with uow_factory() as uow:
         [entry] = desk_of(uow).queue(NOW + timedelta(minutes=5))

@@ -325,21 +325,13 @@ class HandoffDesk:
 
     # --- call-backs ------------------------------------------------------------------------------
     def callback_time(self, now: datetime) -> datetime:
-        """When someone can honestly call back: the SLA promise if the desk is open then, else shortly after it
-        next opens (never earlier than the promise)."""
-        now = as_utc(now)
-        promise = now + timedelta(hours=self.first_response_hours)
-        local_now, local_promise = now.astimezone(self.tz), promise.astimezone(self.tz)
-        if self.desk.is_open(local_now) and self.desk.is_open(local_promise):
-            return promise
-        opening = self.desk.next_opening(local_promise if self.desk.is_open(local_now) else local_now)
-        if opening is None:  # a desk with no hours at all: the promise is all there is
-            return promise
-        due = opening + timedelta(minutes=self.desk.callback_after_opening_minutes)
-        return max(due.astimezone(timezone.utc), promise)
+        """When someone can honestly call back: the SLA promise, moved to shortly after the desk next opens when
+        it falls out of hours (so never earlier than the promise)."""
+        return self.in_opening_hours(as_utc(now) + timedelta(hours=self.first_response_hours))
 
     def in_opening_hours(self, moment: datetime) -> datetime:
-        """`moment` if the desk is open then, else shortly after it next opens (for follow-up calls)."""
+        """`moment` if the desk is open then, else shortly after it next opens (call-backs and follow-up calls);
+        a desk with no hours at all leaves it as it is."""
         moment = as_utc(moment)
         local = moment.astimezone(self.tz)
         if self.desk.is_open(local):
@@ -476,15 +468,6 @@ class HandoffDesk:
         if not text:
             raise HandoffError("empty_text")
         add_event(self.session, handoff.ticket, "note_added", "agent", now, agent=agent.name, text=text[:4000])
-
-
-def ensure_queued(session: Session, ticket: Ticket, reason: str, now: datetime) -> Handoff:
-    """Put the ticket's conversation in the agents' queue unless it already waits or is being handled there.
-
-    For the escalation points of the script that call TicketBook.request_handoff (safety, anger, a second
-    rejection, ...): call it right after, in the same unit of work."""
-    handoff, _created = HandoffDesk(session).request(ticket, reason=reason, now=now)
-    return handoff
 
 
 # ---------------------------------------------------------------------------------------------- passwords

@@ -93,6 +93,7 @@ class VisitSteps:
         try:
             windows = visits.proposals(category=ticket.product or "", address=ticket.address or "", now=turn.now,
                                        when=when) if when is not None else []
+            own_wish_kept = bool(windows)
             if when is not None and not windows:
                 out.append(self.msg("visit_none_in_wish", turn))
             if not windows:
@@ -103,7 +104,6 @@ class VisitSteps:
             return self.visit_impossible(turn, state, ticket, book, "no_window")
         # The promise is ours to keep only where the customer left the time to us: a customer who asked for a later
         # day gets it without an apology for the wait.
-        own_wish_kept = when is not None and not any(m.text == self.t.get("visit_none_in_wish", lang) for m in out)
         if not own_wish_kept and not visits.within_promise(windows, turn.now, self.settings.visit_promise_hours):
             out.append(self.msg("visit_promise_missed", turn, hours=self.settings.visit_promise_hours))
         state["windows"] = [self.window_dict(w) for w in windows]
