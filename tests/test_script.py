@@ -600,3 +600,14 @@ def test_awkward_input_at_every_step_gets_a_reply_and_the_script_goes_on(tools, 
     assert out and all(t.strip() for t in out)
     chat.say("可以", "affirm")
     assert chat.ticket()["remedy"]["accepted"]
+
+
+def test_a_policy_question_is_answered_with_the_rule_and_the_remedies_one_tap_away(tools):
+    chat = Chat(tools, "policy-question")
+    out = chat.say("冰箱拆封了还能退吗", "ask_warranty")
+    assert "三包" in joined(out) and "冰箱" in joined(out)
+    buttons = chat.last_reply.messages[-1].buttons
+    assert [b.payload for b in buttons] == ["/request_repair", "/request_return", "/request_exchange"]
+    assert [b.title for b in buttons] == ["报修", "申请退货", "申请换货"]
+    out = chat.say(buttons[1].payload, "request_return")  # tapping "return" starts a return
+    assert chat.ticket()["kind"] == "return"

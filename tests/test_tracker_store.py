@@ -147,7 +147,9 @@ def test_where_the_conversations_go_is_chosen_by_the_environment(tmp_path):
         f"sqlite:///{tmp_path / 'tracker.db'}"
 
 
-def test_on_postgresql(monkeypatch):
+@pytest.fixture
+def pg_admin(monkeypatch):
+    """An engine on the test database, with Rasa's tables going to a fresh schema (dropped afterwards)."""
     why = postgres_available()
     if why:
         pytest.skip(why)
@@ -157,20 +159,24 @@ def test_on_postgresql(monkeypatch):
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     monkeypatch.setenv("POSTGRESQL_SCHEMA", schema)
     try:
-        cached = CachingSQLTrackerStore(DOMAIN, url=PG_URL)
-        plain = SQLTrackerStore(DOMAIN, host=PG_URL)
-        for i in range(5):
-            run(turn(cached, "a", turn_events(i)))
-        kept = run(cached.retrieve("a"))
-        assert state(kept) == state(run(plain.retrieve("a")))
-        run(turn(plain, "a", turn_events(9)))
-        assert state(run(cached.retrieve("a"))) == state(run(plain.retrieve("a")))
-        cached.engine.dispose()
-        plain.engine.dispose()
+        yield admin
     finally:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
+
+
+def test_on_postgresql(pg_admin):
+    cached = CachingSQLTrackerStore(DOMAIN, url=PG_URL)
+    plain = SQLTrackerStore(DOMAIN, host=PG_URL)
+    for i in range(5):
+        run(turn(cached, "a", turn_events(i)))
+    kept = run(cached.retrieve("a"))
+    assert state(kept) == state(run(plain.retrieve("a")))
+    run(turn(plain, "a", turn_events(9)))
+    assert state(run(cached.retrieve("a"))) == state(run(plain.retrieve("a")))
+    cached.engine.dispose()
+    plain.engine.dispose()
 
 
 def test_a_turn_with_many_events_is_stored_in_order(stores):
@@ -181,3 +187,31 @@ def test_a_turn_with_many_events_is_stored_in_order(stores):
         run(turn(store, "m", turn_events(1)))
         run(turn(store, "m", many))
     assert rows(cached_url) == rows(plain_url)
+
+
+def test_postgresql_commits_of_conversation_events_do_not_wait_for_the_disk_unless_asked(pg_admin, monkeypatch):
+    monkeypatch.delenv("BOT_TRACKER_SYNCHRONOUS_COMMIT", raising=False)
+    stores = []
+
+    def setting(store):
+        with store.engine.connect() as conn:
+            return conn.execute(text("SHOW synchronous_commit")).scalar()
+
+    try:
+        stores.append(CachingSQLTrackerStore(DOMAIN, url=PG_URL))
+        assert setting(stores[0]) == "off"
+        run(turn(stores[0], "a", turn_events(0)))  # and it still stores
+        assert [e.get("text") for e in state(run(stores[0].retrieve("a")))["events"] if e["event"] == "user"] == \
+            ["message 0"]
+        stores.append(CachingSQLTrackerStore(DOMAIN, url=PG_URL, synchronous_commit="on"))
+        assert setting(stores[-1]) == "on"
+        monkeypatch.setenv("BOT_TRACKER_SYNCHRONOUS_COMMIT", "local")
+        stores.append(CachingSQLTrackerStore(DOMAIN, url=PG_URL))
+        assert setting(stores[-1]) == "local"
+        with pg_admin.connect() as conn:  # other connections keep the server's default
+            assert conn.execute(text("SHOW synchronous_commit")).scalar() == "on"
+        with pytest.raises(ValueError, match="synchronous_commit"):
+            CachingSQLTrackerStore(DOMAIN, url=PG_URL, synchronous_commit="sometimes")
+    finally:
+        for store in stores:
+            store.engine.dispose()

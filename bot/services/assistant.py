@@ -146,6 +146,11 @@ class Assistant(VisitSteps):
     def button(self, key: str, turn: Turn, payload: str) -> Button:
         return Button(self.t.get(key, turn.language), payload)
 
+    def remedy_buttons(self, turn: Turn) -> list[Button]:
+        """After a policy answer ("can I still return it?"), the three remedies it speaks of, one tap away."""
+        return [self.button("btn_repair", turn, "/request_repair"), self.button("btn_return", turn, "/request_return"),
+                self.button("btn_exchange", turn, "/request_exchange")]
+
     def book(self, uow: UnitOfWork) -> TicketBook:
         return TicketBook(uow.session, self.settings.timezone,
                           SLA(self.settings.first_response_hours, self.settings.resolution_hours))
@@ -951,8 +956,8 @@ class Assistant(VisitSteps):
                                   for p, m in self.part_months(terms).items())
                 extra = self.t.get("warranty_product", lang, product=self.product_name(product, lang), months=months,
                                    parts=parts or "-")
-                return [Message(general + "\n" + extra)]
-            return [Message(general + "\n" + self.t.get("warranty_which_product", lang))]
+                return [Message(general + "\n" + extra, self.remedy_buttons(turn))]
+            return [Message(general + "\n" + self.t.get("warranty_which_product", lang), self.remedy_buttons(turn))]
         if intent == "ask_fee":
             if product in policy.categories():
                 fees = policy.fee_schedule(product)
