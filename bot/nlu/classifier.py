@@ -38,9 +38,10 @@ def build_pipeline(config: Dict[Text, Any]):
     from sklearn.svm import LinearSVC
 
     features = make_union(
-        TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(config["char_ngrams"]), sublinear_tf=True),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=tuple(config["char_ngrams"]), sublinear_tf=True,
+                        min_df=config["char_min_df"]),
         TfidfVectorizer(tokenizer=words, ngram_range=tuple(config["word_ngrams"]), sublinear_tf=True,
-                        lowercase=False, token_pattern=None),
+                        lowercase=False, token_pattern=None, min_df=config["word_min_df"]),
     )
     svm = LinearSVC(C=config["C"], class_weight="balanced", random_state=config["random_state"])
     return make_pipeline(features, svm)
@@ -115,7 +116,10 @@ def softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
 class LinearIntentClassifier(GraphComponent, IntentClassifier):
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
-        return {"C": 1.0, "char_ngrams": [1, 4], "word_ngrams": [1, 2], "temperature": 5.0,
+        # min_df 2: an n-gram seen in one training example only is dropped (121,760 -> 36,680 features with the
+        # training data of 2026-12-01, the same own held-out macro-F1: zh 0.942 -> 0.943, en 0.957 -> 0.959).
+        return {"C": 1.0, "char_ngrams": [1, 4], "word_ngrams": [1, 2], "char_min_df": 2, "word_min_df": 2,
+                "temperature": 5.0,
                 "random_state": 42, "ranking_length": 10}
 
     def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
