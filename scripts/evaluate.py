@@ -72,8 +72,9 @@ def git_commit() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True,
-                               check=True).stdout.strip()
+        # docs/ holds this script's own reports (and the browser tests' screenshots): not what is measured
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", ".", ":!docs"], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
