@@ -163,6 +163,8 @@ def measure(name: str, url: str, servers: dict, scripts, long_turns, limits: dic
     run["memory"] = {"rasa_peak_mb": procs.peak_rss_mb(servers["rasa"].pid),
                      "actions_peak_mb": procs.peak_rss_mb(servers["actions"].pid),
                      "rasa_end_mb": procs.rss_mb(servers["rasa"].pid),
+                     "rasa_end_anon_mb": procs.rss_mb(servers["rasa"].pid, "RssAnon"),
+                     "rasa_end_file_mb": procs.rss_mb(servers["rasa"].pid, "RssFile"),
                      "actions_end_mb": procs.rss_mb(servers["actions"].pid)}
     every = [r for results in done.values() for r in results]
     run["errors_total"] = sum(sum(r["errors"].values()) for r in every) + long["errors"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+HISTORY = Path(__file__).resolve().parent.parent / "docs" / "evaluation_history.md"
+
 TARGETS = [
     # (id, description, path into the results, threshold)
     ("heldout_zh_macro_f1", "Own held-out zh: macro-F1 >= 0.93", ("heldout", "zh", "macro_f1"), 0.93),
@@ -343,4 +345,12 @@ def render(res: dict) -> str:
     w("- Full figures (per intent, per source intent, entity errors on the held-out sets) are in "
       "`docs/evaluation.json`; error listings are omitted for `tests/data/fresh` so it stays unseen.")
     w("")
+    # ---- history: written by hand in docs/evaluation_history.md, carried into every report
+    if HISTORY.exists():
+        w("## What was tried, and what each change bought")
+        w("")
+        w(f"From `{HISTORY.relative_to(HISTORY.parent.parent)}` (written by hand; the figures above are this run's).")
+        w("")
+        w(HISTORY.read_text(encoding="utf-8").strip())
+        w("")
     return "\n".join(out)

@@ -53,8 +53,10 @@ def peak_rss_mb(pid: int) -> float:
     return round(sum(_status_kb(p, "VmHWM") for p in tree(pid)) / 1024, 1)
 
 
-def rss_mb(pid: int) -> float:
-    return round(sum(_status_kb(p, "VmRSS") for p in tree(pid)) / 1024, 1)
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident set now (VmRSS), or one of its parts: RssAnon (the process's own memory) or RssFile (pages of
+    mapped files, mostly shared libraries: the kernel can drop and re-read them)."""
+    return round(sum(_status_kb(p, field) for p in tree(pid)) / 1024, 1)
 
 
 def cpu_seconds(pid: int) -> float:

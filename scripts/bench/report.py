@@ -151,6 +151,8 @@ def markdown(results: dict) -> str:
         ("Rasa server peak RSS MB (VmHWM, with children)", g("memory", "rasa_peak_mb")),
         ("action server peak RSS MB (VmHWM, with children)", g("memory", "actions_peak_mb")),
         ("Rasa server RSS MB at the end", g("memory", "rasa_end_mb")),
+        ("  of which its own memory (RssAnon)", g("memory", "rasa_end_anon_mb")),
+        ("  of which mapped files, mostly shared libraries (RssFile)", g("memory", "rasa_end_file_mb")),
         ("Rasa server start-up s (to /status 200 with the model)", g("startup", "rasa_s")),
         ("action server start-up s (to /health 200)", g("startup", "actions_s")),
     ])
