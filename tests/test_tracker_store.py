@@ -189,7 +189,7 @@ def test_a_turn_with_many_events_is_stored_in_order(stores):
     assert rows(cached_url) == rows(plain_url)
 
 
-def test_postgresql_commits_of_conversation_events_do_not_wait_for_the_disk_unless_asked(pg_admin, monkeypatch):
+def test_postgresql_commits_of_conversation_events_wait_for_the_disk_unless_told_otherwise(pg_admin, monkeypatch):
     monkeypatch.delenv("BOT_TRACKER_SYNCHRONOUS_COMMIT", raising=False)
     stores = []
 
@@ -199,12 +199,12 @@ def test_postgresql_commits_of_conversation_events_do_not_wait_for_the_disk_unle
 
     try:
         stores.append(CachingSQLTrackerStore(DOMAIN, url=PG_URL))
-        assert setting(stores[0]) == "off"
-        run(turn(stores[0], "a", turn_events(0)))  # and it still stores
-        assert [e.get("text") for e in state(run(stores[0].retrieve("a")))["events"] if e["event"] == "user"] == \
+        assert setting(stores[0]) == "on" and stores[0].synchronous_commit is None  # the server's default
+        stores.append(CachingSQLTrackerStore(DOMAIN, url=PG_URL, synchronous_commit="off"))
+        assert setting(stores[-1]) == "off"
+        run(turn(stores[-1], "a", turn_events(0)))  # and it still stores
+        assert [e.get("text") for e in state(run(stores[-1].retrieve("a")))["events"] if e["event"] == "user"] == \
             ["message 0"]
-        stores.append(CachingSQLTrackerStore(DOMAIN, url=PG_URL, synchronous_commit="on"))
-        assert setting(stores[-1]) == "on"
         monkeypatch.setenv("BOT_TRACKER_SYNCHRONOUS_COMMIT", "local")
         stores.append(CachingSQLTrackerStore(DOMAIN, url=PG_URL))
         assert setting(stores[-1]) == "local"
