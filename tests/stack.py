@@ -31,6 +31,8 @@ def script_lines(name: str) -> list[str]:
         if conversation["name"] == name:
             return [str(line) for line in conversation["lines"]]
     raise KeyError(name)
+
+
 VENV_BIN = Path(sys.executable).parent
 
 

@@ -119,8 +119,7 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
         # min_df 2: an n-gram seen in one training example only is dropped (121,760 -> 36,680 features with the
         # training data of 2026-12-01, the same own held-out macro-F1: zh 0.942 -> 0.943, en 0.957 -> 0.959).
         return {"C": 1.0, "char_ngrams": [1, 4], "word_ngrams": [1, 2], "char_min_df": 2, "word_min_df": 2,
-                "temperature": 5.0,
-                "random_state": 42, "ranking_length": 10}
+                "temperature": 5.0, "random_state": 42, "ranking_length": 10}
 
     def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource,
                  pipeline: Any = None) -> None:

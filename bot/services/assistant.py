@@ -956,8 +956,9 @@ class Assistant(VisitSteps):
                                   for p, m in self.part_months(terms).items())
                 extra = self.t.get("warranty_product", lang, product=self.product_name(product, lang), months=months,
                                    parts=parts or "-")
-                return [Message(general + "\n" + extra, self.remedy_buttons(turn))]
-            return [Message(general + "\n" + self.t.get("warranty_which_product", lang), self.remedy_buttons(turn))]
+            else:
+                extra = self.t.get("warranty_which_product", lang)
+            return [Message(general + "\n" + extra, self.remedy_buttons(turn))]
         if intent == "ask_fee":
             if product in policy.categories():
                 fees = policy.fee_schedule(product)
