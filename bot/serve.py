@@ -1,16 +1,33 @@
 """`python -m bot.serve run ...` is `rasa run ...` for the Rasa server (scripts/run.sh starts it this way).
 
-The one difference: JAX is not imported. Rasa imports TensorFlow whatever the pipeline (ours has no TensorFlow
-model), and TensorFlow imports JAX, if installed, only for its TFLite converter; that alone is 66 MB of the Rasa
-server's resident memory (docs/PERFORMANCE.md). `import jax` raises ImportError here, which TensorFlow handles.
+Two differences, both about memory (docs/PERFORMANCE.md, changes 11 and 20):
+- JAX is not imported. TensorFlow imports JAX, if installed, only for its TFLite converter; `import jax` raises
+  ImportError here, which TensorFlow handles.
+- TensorFlow is imported when something first uses it, not at start (bot/lazy_imports.py). Rasa imports it whatever
+  the pipeline, and ours has no TensorFlow model; a model that has one gets it when it is loaded. thinc (spaCy's
+  layer library) is imported as if TensorFlow were not installed: it would import it only to offer TensorFlow
+  layers, which blank spaCy pipelines do not use.
+`BOT_DEFER_TENSORFLOW=0` turns the second off.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 
-def main() -> None:
+def prepare() -> None:
+    """What the launcher does before Rasa is imported."""
     sys.modules.setdefault("jax", None)  # type: ignore[arg-type]  # makes `import jax` raise ImportError
+    if os.environ.get("BOT_DEFER_TENSORFLOW", "1") != "0":
+        from bot import lazy_imports
+
+        lazy_imports.import_without("thinc.compat", "tensorflow")
+        lazy_imports.install()
+        lazy_imports.defer_train_schema()
+
+
+def main() -> None:
+    prepare()
     from rasa.__main__ import main as rasa_main
 
     sys.argv[0] = "rasa"

@@ -87,11 +87,13 @@ class Stack:
                                     str(self.actions_port)], cwd=ROOT, env=env, stdout=alog.open("w"),
                                    stderr=subprocess.STDOUT)
         self.procs.append(actions)
-        rasa = subprocess.Popen([str(VENV_BIN / "rasa"), "run", "--model", str(MODEL), "--endpoints", str(endpoints),
-                                 "--credentials", str(self.credentials), "--interface", "127.0.0.1",
+        # Started as scripts/run.sh starts it: `python -m bot.serve run` (bot/serve.py).
+        rasa = subprocess.Popen([str(VENV_BIN / "python"), "-m", "bot.serve", "run", "--model", str(MODEL),
+                                 "--endpoints", str(endpoints), "--credentials", str(self.credentials), "--interface", "127.0.0.1",
                                  "--port", str(self.rasa_port), "--enable-api"], cwd=ROOT, env=env,
                                 stdout=rlog.open("w"), stderr=subprocess.STDOUT)
         self.procs.append(rasa)
+        self.rasa_pid = rasa.pid
         wait_for(f"http://127.0.0.1:{self.actions_port}/health", 120, actions, alog)
         wait_for(f"http://127.0.0.1:{self.rasa_port}/status", 180, rasa, rlog)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +120,13 @@ def test_a_safety_hazard_gets_safety_advice_at_once(stack, message, advice):
     assert advice in reply.lower()
     ticket = stack.ticket_of(sender)
     assert ticket["handoff_requested"] and ticket["kind"] == "complaint"
+
+
+def test_the_served_assistant_never_loaded_tensorflow(stack):
+    # Run after the conversations above (pytest keeps file order): the Rasa server, started as `make run` starts
+    # it (bot/serve.py), has answered complaints, bookings and odd input without TensorFlow: none of its libraries
+    # is mapped into the process (bot/lazy_imports.py; they would be with plain `rasa run`).
+    assert texts(stack.send("rest-no-tf", "我的洗衣机漏水了"))
+    maps = Path(f"/proc/{stack.rasa_pid}/maps").read_text()
+    assert "/site-packages/" in maps  # the check reads the right process
+    assert "tensorflow" not in maps
