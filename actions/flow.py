@@ -73,8 +73,8 @@ class ActionFlowTurn(Action):
         turn = turn_from_tracker(tracker)
         state = tracker.get_slot("flow_state") or {}
         try:
-            reply = await asyncio.wait_for(
-                asyncio.to_thread(app.assistant.handle, turn, state), timeout=app.settings.action_timeout_seconds)
+            work = asyncio.get_running_loop().run_in_executor(app.turn_executor, app.assistant.handle, turn, state)
+            reply = await asyncio.wait_for(work, timeout=app.settings.action_timeout_seconds)
         except Exception:  # one registered place that turns a failure into an apology, never silence
             log.exception("conversation script failed for %s", tracker.sender_id)
             dispatcher.utter_message(response="utter_technical_problem")

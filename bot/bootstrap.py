@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,11 @@ class App:
     engine: object
     sessions: object
     assistant: Assistant
+    # Where the action server runs turns (actions/flow.py): on SQLite, one thread, one turn at a time, in arrival
+    # order. SQLite has one writer at a time, and a turn is one write transaction: turns run side by side only
+    # waited for the lock in SQLite's busy handler, which sleeps in steps of up to 100 ms and may wake well after
+    # the lock is free (docs/PERFORMANCE.md, change 21). None: the event loop's default pool (PostgreSQL).
+    turn_executor: Executor | None = None
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.sessions)
@@ -52,4 +58,7 @@ def bootstrap(settings: Settings | None = None) -> App:
     )
     log.info("bootstrapped: database %s, policy %s", engine.url.render_as_string(hide_password=True),
              getattr(policy, "version", "?"))
-    return App(settings=settings, engine=engine, sessions=sessions, assistant=Assistant(tools))
+    turn_executor = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="turn")
+                     if engine.dialect.name == "sqlite" else None)
+    return App(settings=settings, engine=engine, sessions=sessions, assistant=Assistant(tools),
+               turn_executor=turn_executor)
