@@ -68,6 +68,9 @@ class _Kept:
     tracker: DialogueStateTracker
     length: int  # len(tracker.events) when it was last read from or written to the database
     stored: int  # rows stored for the conversation then
+    # Every row stored for the conversation, when this store wrote all of them (a new conversation, until its first
+    # session start): what a read would return can then be worked out without reading (see `_read_back`).
+    rows: Optional[list] = None
 
 
 class CachingSQLTrackerStore(SQLTrackerStore):
@@ -82,6 +85,7 @@ class CachingSQLTrackerStore(SQLTrackerStore):
         elif self.engine.dialect.name == "postgresql":
             self._tune_postgresql(synchronous_commit)
         self._kept: "OrderedDict[str, _Kept]" = OrderedDict()
+        self._new: "OrderedDict[str, None]" = OrderedDict()  # conversations `retrieve` found empty, not saved yet
         self.cache_size = max(0, int(cache_size))
         self._io_threads = (None if self.engine.dialect.name == "sqlite"
                             else ThreadPoolExecutor(max_workers=4, thread_name_prefix="tracker-store"))
@@ -154,8 +158,11 @@ class CachingSQLTrackerStore(SQLTrackerStore):
     def _keep(self, tracker: DialogueStateTracker, stored: int) -> None:
         if not self.cache_size or self.event_broker is not None:
             return
-        self._kept[tracker.sender_id] = _Kept(tracker, len(tracker.events), stored)
-        self._kept.move_to_end(tracker.sender_id)
+        self._keep_entry(tracker.sender_id, _Kept(tracker, len(tracker.events), stored))
+
+    def _keep_entry(self, sender_id: Text, kept: _Kept) -> None:
+        self._kept[sender_id] = kept
+        self._kept.move_to_end(sender_id)
         while len(self._kept) > self.cache_size:
             self._kept.popitem(last=False)
 
@@ -176,29 +183,69 @@ class CachingSQLTrackerStore(SQLTrackerStore):
                 self._kept.move_to_end(sender_id)
                 return kept.tracker
             self._kept.pop(sender_id, None)
+        if stored == 0:
+            # Nothing stored: Rasa's store returns None too. Rasa then creates the tracker and saves it; that save
+            # can take the short way (`save`).
+            self._note_new(sender_id)
+            return None
         # Counted before reading: a row written in between makes the count stale, never the tracker.
         tracker = await super().retrieve(sender_id)
         if tracker is not None:
             self._keep(tracker, stored)
         return tracker
 
+    def _note_new(self, sender_id: Text) -> None:
+        if not self.cache_size or self.event_broker is not None:
+            return
+        self._new[sender_id] = None
+        self._new.move_to_end(sender_id)
+        while len(self._new) > self.cache_size:
+            self._new.popitem(last=False)
+
     async def save(self, tracker: DialogueStateTracker) -> None:
-        kept = self._kept.get(tracker.sender_id)
+        sender_id = tracker.sender_id
+        kept = self._kept.get(sender_id)
+        if kept is None and self._new.pop(sender_id, "no") is None:
+            # A conversation `retrieve` found empty: every event is new, and this store writes every row. (Had
+            # another writer added rows meanwhile, the next retrieve's count differs from `stored` and reads.)
+            kept = _Kept(tracker, 0, 0, rows=[])
+            self._keep_entry(sender_id, kept)
         if kept is None or kept.tracker is not tracker or len(tracker.events) < kept.length:
-            # Not the kept tracker (a new conversation, or one changed elsewhere): Rasa's own save; the next
-            # retrieve reads it back from the database and keeps it.
-            self._kept.pop(tracker.sender_id, None)
+            # Not the kept tracker (changed elsewhere): Rasa's own save; the next retrieve reads it back from the
+            # database and keeps it.
+            self._kept.pop(sender_id, None)
             await super().save(tracker)
             return
         new = list(itertools.islice(tracker.events, kept.length, None))
-        rows = self._rows(tracker.sender_id, new)
+        rows = self._rows(sender_id, new)
         if rows:
             await self._io(self._insert, rows)
         kept.length += len(new)
         kept.stored += len(new)
+        if kept.rows is not None:
+            kept.rows.extend(rows)
         if any(isinstance(e, SessionStarted) for e in new):
-            # Rasa's store reads only the latest session; so will the next retrieve.
-            self._kept.pop(tracker.sender_id, None)
+            # Rasa's store reads only the latest session, and so must the next retrieve: a tracker of what it
+            # would read is made from the rows when they are all known (a new conversation's first message),
+            # else it is read.
+            self._kept.pop(sender_id, None)
+            if kept.rows is not None:
+                read_back = self._read_back(sender_id, kept.rows)
+                if read_back is not None:
+                    self._keep(read_back, kept.stored)
+
+    def _read_back(self, sender_id: Text, rows: list) -> Optional[DialogueStateTracker]:
+        """What Rasa's `retrieve` returns when these are all the rows stored for the conversation: the rows from the
+        latest session start on (by timestamp, as its query selects them), each event parsed from its JSON."""
+        starts = [row["timestamp"] for row in rows
+                  if row["type_name"] == SessionStarted.type_name and row["timestamp"] is not None]
+        if starts:
+            start = max(starts)
+            rows = [row for row in rows if row["timestamp"] is not None and row["timestamp"] >= start]
+        events = [json.loads(row["data"]) for row in rows]
+        if not (self.domain and events):
+            return None
+        return DialogueStateTracker.from_dict(sender_id, events, self.domain.slots)
 
     COLUMNS = ("sender_id", "type_name", "timestamp", "intent_name", "action_name", "data")
 

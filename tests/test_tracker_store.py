@@ -129,6 +129,55 @@ def test_a_new_session_reads_only_that_session_as_rasa_does(stores, tmp_path):
     assert "message 1" not in [e.get("text") for e in state(run(cached.retrieve("a")))["events"]]
 
 
+SESSION_START = [ActionExecuted("action_session_start"), SessionStarted(), ActionExecuted("action_listen")]
+
+
+def no_reads(monkeypatch) -> list:
+    """Makes reading a tracker from the database (Rasa's `_retrieve`) count, and returns the count."""
+    reads = []
+    original = SQLTrackerStore._retrieve
+
+    async def counted(self, *args, **kwargs):
+        reads.append(args[0])
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SQLTrackerStore, "_retrieve", counted)
+    return reads
+
+
+@pytest.mark.parametrize("first", [SESSION_START + turn_events(1), turn_events(1)])
+def test_a_new_conversation_is_kept_from_its_first_message_as_rasa_would_read_it(stores, tmp_path, monkeypatch,
+                                                                                 first):
+    cached, plain, cached_url, plain_url = stores
+    reads = no_reads(monkeypatch)
+    for store in (cached, plain):  # Rasa's processor: create (saved), session start and the first turn (saved)
+        run(turn(store, "n", first))
+    assert reads == ["n"]  # only the plain store read (and found nothing); ours knew the conversation was empty
+    kept = run(cached.retrieve("n"))
+    assert reads == ["n"]  # kept, not read
+    assert state(kept) == state(run(plain.retrieve("n")))  # the latest session only, as Rasa reads it
+    run(turn(cached, "n", turn_events(2)))
+    run(turn(plain, "n", turn_events(2)))
+    assert rows(cached_url) == rows(plain_url)
+    fresh = run(SQLTrackerStore(DOMAIN, dialect="sqlite", db=str(tmp_path / "cached.db")).retrieve("n"))
+    assert state(run(cached.retrieve("n"))) == state(fresh) == state(run(plain.retrieve("n")))
+    assert len(reads) == 5  # all by the plain stores (two turns, three retrieves above); none by ours
+
+
+def test_a_new_conversation_written_to_by_another_store_meanwhile_is_read(stores, tmp_path, monkeypatch):
+    cached, _, _, _ = stores
+    reads = no_reads(monkeypatch)
+    tracker = run(cached.get_or_create_tracker("w"))  # found empty, created and saved
+    other = SQLTrackerStore(DOMAIN, dialect="sqlite", db=str(tmp_path / "cached.db"))
+    run(turn(other, "w", turn_events(7)))  # another server writes to the same conversation
+    for event in SESSION_START + turn_events(1):
+        tracker.update(event)
+    run(cached.save(tracker))
+    again = run(cached.retrieve("w"))
+    assert "w" in reads[1:]  # read from the database, not the kept tracker
+    assert state(again) == state(run(other.retrieve("w")))
+
+
 def test_only_cache_size_conversations_are_kept(tmp_path):
     store = CachingSQLTrackerStore(DOMAIN, dialect="sqlite", db=str(tmp_path / "t.db"), cache_size=2)
     for sender in ("a", "b", "c", "a", "d"):

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from bot.store.models import (
     OPEN_STATUSES,
@@ -140,9 +140,10 @@ class TicketBook:
         return self.session.execute(select(Ticket).where(Ticket.dedupe_key == key)).scalar_one_or_none()
 
     def get(self, number: str) -> Ticket | None:
+        """The ticket with its customer, in one statement. Its events are read when first used (most turns of a
+        conversation only add to them; docs/PERFORMANCE.md, change 22)."""
         return self.session.execute(
-            select(Ticket).where(Ticket.number == number.upper())
-            .options(selectinload(Ticket.events), selectinload(Ticket.customer))
+            select(Ticket).where(Ticket.number == number.upper()).options(joinedload(Ticket.customer))
         ).scalar_one_or_none()
 
     def require(self, number: str) -> Ticket:
