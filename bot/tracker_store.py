@@ -29,6 +29,7 @@ endpoints.yml:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -147,10 +148,11 @@ class CachingSQLTrackerStore(SQLTrackerStore):
                                     .where(table.c.sender_id == sender_id)).scalar()
         raw = self.engine.raw_connection()
         try:
-            cursor = raw.cursor()
-            cursor.execute(f"SELECT count(*) FROM {table.name} WHERE sender_id = {mark}", (sender_id,))
-            count = cursor.fetchone()[0]
-            cursor.close()
+            with self._autocommit(raw):  # one statement: no transaction around it
+                cursor = raw.cursor()
+                cursor.execute(f"SELECT count(*) FROM {table.name} WHERE sender_id = {mark}", (sender_id,))
+                count = cursor.fetchone()[0]
+                cursor.close()
             return count
         finally:
             raw.close()  # back to the pool, rolled back
@@ -260,16 +262,34 @@ class CachingSQLTrackerStore(SQLTrackerStore):
         one = "(" + ", ".join([mark] * len(self.COLUMNS)) + ")"
         raw = self.engine.raw_connection()
         try:
-            cursor = raw.cursor()
-            for start in range(0, len(rows), 100):  # 600 parameters at most: within every SQLite's limit
-                chunk = rows[start:start + 100]
-                cursor.execute(f"INSERT INTO {table.name} ({', '.join(self.COLUMNS)}) "
-                               f"VALUES {', '.join([one] * len(chunk))}",
-                               [row[c] for row in chunk for c in self.COLUMNS])
-            cursor.close()
-            raw.commit()
+            # One statement is a transaction of its own; more (over 100 events) go in one transaction.
+            with self._autocommit(raw, len(rows) <= 100):
+                cursor = raw.cursor()
+                for start in range(0, len(rows), 100):  # 600 parameters at most: within every SQLite's limit
+                    chunk = rows[start:start + 100]
+                    cursor.execute(f"INSERT INTO {table.name} ({', '.join(self.COLUMNS)}) "
+                                   f"VALUES {', '.join([one] * len(chunk))}",
+                                   [row[c] for row in chunk for c in self.COLUMNS])
+                cursor.close()
+                raw.commit()
         finally:
             raw.close()
+
+    @contextlib.contextmanager
+    def _autocommit(self, raw, wanted: bool = True):
+        """psycopg2 (PostgreSQL) opens a transaction before a connection's first statement and needs a COMMIT or
+        ROLLBACK after: two more round trips for one statement, which runs as a transaction of its own anyway.
+        For the duration of the block the connection runs each statement on its own (autocommit); it goes back to
+        the pool as it was, for Rasa's own sessions on the same engine. Other drivers: unchanged."""
+        connection = getattr(raw, "dbapi_connection", None)
+        if not wanted or self.engine.dialect.driver != "psycopg2" or connection is None:
+            yield
+            return
+        connection.autocommit = True
+        try:
+            yield
+        finally:
+            connection.autocommit = False
 
     @staticmethod
     def _rows(sender_id: Text, events: Iterable) -> list:

@@ -228,6 +228,25 @@ def test_on_postgresql(pg_admin):
     plain.engine.dispose()
 
 
+def test_on_postgresql_single_statements_run_without_a_transaction_around_them(pg_admin):
+    from psycopg2.extensions import TRANSACTION_STATUS_IDLE, TRANSACTION_STATUS_INTRANS
+
+    cached = CachingSQLTrackerStore(DOMAIN, url=PG_URL)
+    raw = cached.engine.raw_connection()
+    try:
+        with cached._autocommit(raw):
+            raw.cursor().execute("SELECT 1")
+            assert raw.dbapi_connection.get_transaction_status() == TRANSACTION_STATUS_IDLE  # no BEGIN sent
+        raw.cursor().execute("SELECT 1")  # after the block: psycopg2's transactions again, for Rasa's sessions
+        assert raw.dbapi_connection.get_transaction_status() == TRANSACTION_STATUS_INTRANS
+    finally:
+        raw.close()
+    for i in range(3):  # and the store's own statements and Rasa's sessions on the same pool still agree
+        run(turn(cached, "p", turn_events(i)))
+    assert state(run(cached.retrieve("p"))) == state(run(SQLTrackerStore(DOMAIN, host=PG_URL).retrieve("p")))
+    cached.engine.dispose()
+
+
 def test_a_turn_with_many_events_is_stored_in_order(stores):
     cached, plain, cached_url, plain_url = stores
     many = [e for i in range(40) for e in turn_events(i)]  # 240 events in one save
