@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import conversations as convs  # noqa: E402  (scripts/bench/)
 from bench import load, procs, report  # noqa: E402
+import gitinfo  # noqa: E402  (scripts/gitinfo.py)
 from bench.stacks import (QUIET_ENV, RASA, OurStack, Reference, postgres_tracker_store,  # noqa: E402
                           project_tracker_store, sqlite_tracker_store)
 
@@ -51,13 +52,6 @@ QUICK = {"single": (40, 20), "c10": (150, 20), "c50": (300, 30), "long": 120, "r
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
 
 
 def train_ours(tmp: Path) -> float:
@@ -300,8 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
 
     results: dict = {
-        "meta": {"date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "commit": git("rev-parse", "HEAD"),
-                 "dirty": bool(git("status", "--porcelain", "--untracked-files=no")), "machine": procs.machine(),
+        "meta": {"date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "commit": gitinfo.commit() or "",
+                 "dirty": gitinfo.dirty(), "machine": procs.machine(),
                  "loadavg_start": procs.loadavg(), "configs": configs, "quick": args.quick, "env": extra_env,
                  "limits": {k: v for k, v in limits.items()}, "long_turns": LONG_TURNS},
         "training": {}, "runs": {}, "primary": "sqlite",

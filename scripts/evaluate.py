@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -69,15 +68,10 @@ def sha256(path: Path) -> str:
 
 
 def git_commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        # docs/ holds this script's own reports (and the browser tests' screenshots): not what is measured
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", ".", ":!docs"], cwd=ROOT, capture_output=True,
-                               text=True, check=True).stdout.strip()
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    from gitinfo import commit, dirty
+
+    head = commit(short=True)
+    return "unknown" if head is None else head + ("+dirty" if dirty() else "")
 
 
 def model_up_to_date() -> bool | None:
