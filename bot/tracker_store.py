@@ -7,10 +7,13 @@ keeps the trackers it has loaded (least recently used first out, `cache_size` co
 inserts only the events added since, in one statement. A kept tracker is used only while it is exactly what is
 stored: its number of events is the one last written, and the number of rows stored for the conversation has not
 changed (one indexed count per message, so another process or tool writing to the same conversation is noticed).
-A turn that failed before being saved, a new conversation session, or an event broker (which reads the stored
-tracker to work out what to publish) all fall back to Rasa's own code. What is stored, and when, is what Rasa's
-store writes (tests/test_tracker_store.py); the table is Rasa's `events` table. Keeping the same tracker object from
-turn to turn is also what lets bot/rasa_speedups.py replay only the new events of a conversation.
+A new conversation is kept from its first message: an empty conversation is not read, and after its first
+session start the store keeps what Rasa's store would read back (the latest session), worked out from the rows
+it has just written. A turn that failed before being saved, a later new session, or an event broker (which reads
+the stored tracker to work out what to publish) all fall back to Rasa's own code. What is stored, and when, is
+what Rasa's store writes (tests/test_tracker_store.py); the table is Rasa's `events` table. Keeping the same
+tracker object from turn to turn is also what lets bot/rasa_speedups.py replay only the new events of a
+conversation.
 
 The count and the insert go to the DB-API directly (SQLAlchemy's layers cost more than the statements); with a
 database server they run in a worker thread (see `_io`). SQLite files are opened in WAL mode, connections kept.
@@ -207,9 +210,10 @@ class CachingSQLTrackerStore(SQLTrackerStore):
     async def save(self, tracker: DialogueStateTracker) -> None:
         sender_id = tracker.sender_id
         kept = self._kept.get(sender_id)
-        if kept is None and self._new.pop(sender_id, "no") is None:
+        if kept is None and sender_id in self._new:
             # A conversation `retrieve` found empty: every event is new, and this store writes every row. (Had
             # another writer added rows meanwhile, the next retrieve's count differs from `stored` and reads.)
+            del self._new[sender_id]
             kept = _Kept(tracker, 0, 0, rows=[])
             self._keep_entry(sender_id, kept)
         if kept is None or kept.tracker is not tracker or len(tracker.events) < kept.length:
@@ -226,6 +230,8 @@ class CachingSQLTrackerStore(SQLTrackerStore):
         kept.stored += len(new)
         if kept.rows is not None:
             kept.rows.extend(rows)
+            if len(kept.rows) > self.MAX_KNOWN_ROWS:  # no session start yet: stop carrying them, read instead
+                kept.rows = None
         if any(isinstance(e, SessionStarted) for e in new):
             # Rasa's store reads only the latest session, and so must the next retrieve: a tracker of what it
             # would read is made from the rows when they are all known (a new conversation's first message),
@@ -250,6 +256,7 @@ class CachingSQLTrackerStore(SQLTrackerStore):
         return DialogueStateTracker.from_dict(sender_id, events, self.domain.slots)
 
     COLUMNS = ("sender_id", "type_name", "timestamp", "intent_name", "action_name", "data")
+    MAX_KNOWN_ROWS = 500  # rows of a new conversation carried until its first session start (normally: 1 message)
 
     def _insert(self, rows: list) -> None:
         """One INSERT with a row per event, in order (ids grow in the order of the events, as Rasa reads them)."""

@@ -178,6 +178,22 @@ def test_a_new_conversation_written_to_by_another_store_meanwhile_is_read(stores
     assert state(again) == state(run(other.retrieve("w")))
 
 
+def test_a_new_conversation_that_goes_on_without_a_session_start_stops_carrying_its_rows(stores, monkeypatch):
+    cached, plain, _, _ = stores
+    cached.MAX_KNOWN_ROWS = 10
+    reads = no_reads(monkeypatch)
+    for i in range(3):  # 1 + 6 + 6 + 6 rows, no session start
+        run(turn(cached, "long", turn_events(i)))
+        run(turn(plain, "long", turn_events(i)))
+    assert cached._kept["long"].rows is None
+    assert len(reads) == 3  # the plain store's, one a turn; ours kept the conversation all along
+    run(turn(cached, "long", SESSION_START + turn_events(3)))  # the session start: read back from the database
+    run(turn(plain, "long", SESSION_START + turn_events(3)))
+    before = len(reads)
+    assert state(run(cached.retrieve("long"))) == state(run(plain.retrieve("long")))
+    assert len(reads) == before + 2  # ours read it (the rows were not carried), and the plain store
+
+
 def test_only_cache_size_conversations_are_kept(tmp_path):
     store = CachingSQLTrackerStore(DOMAIN, dialect="sqlite", db=str(tmp_path / "t.db"), cache_size=2)
     for sender in ("a", "b", "c", "a", "d"):
