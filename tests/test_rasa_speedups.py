@@ -197,6 +197,33 @@ def test_the_trained_policies_predict_the_same_with_and_without_the_speedups():
 
 
 @pytest.mark.slow
+def test_rules_matching_the_conversation_are_the_ones_rasa_finds():
+    if not MODEL.exists():
+        pytest.skip(f"no trained model at {MODEL}")
+    from rasa.core.agent import load_agent
+    from rasa.core.policies.rule_policy import RULES, RULES_FOR_LOOP_UNHAPPY_PATH, RulePolicy
+
+    agent = asyncio.run(load_agent(model_path=str(MODEL)))
+    policy = next(p for p in agent.processor.graph_runner._instantiated_nodes.values()
+                  if isinstance(getattr(p, "_component", None), RulePolicy))._component
+    rasas = rasa_speedups.original(RulePolicy, "_get_possible_keys")
+    assert RulePolicy._get_possible_keys is not rasas  # the replacement is what is compared
+    checked = []
+    tracker = DialogueStateTracker.from_events("r", [ActionExecuted("action_session_start"), SessionStarted(),
+                                                     ActionExecuted("action_listen")], agent.domain.slots)
+    for i in range(60):
+        for event in script_turn(i):
+            tracker.update(event)
+            states = policy._prediction_states(tracker, agent.domain)
+            for table in (RULES, RULES_FOR_LOOP_UNHAPPY_PATH):
+                lookup = policy.lookup.get(table, {})
+                fast = policy._get_possible_keys(lookup, states)
+                assert fast == rasas(policy, lookup, states), (i, event)
+                checked.append(len(fast))
+    assert len(policy.lookup[RULES]) > 10 and any(checked) and not all(checked)  # rules found, and none at times
+
+
+@pytest.mark.slow
 def test_the_server_launcher_is_rasa_without_jax():
     import subprocess
     import sys
