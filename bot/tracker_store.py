@@ -160,16 +160,20 @@ class CachingSQLTrackerStore(SQLTrackerStore):
         finally:
             raw.close()  # back to the pool, rolled back
 
-    def _keep(self, tracker: DialogueStateTracker, stored: int) -> None:
-        if not self.cache_size or self.event_broker is not None:
-            return
-        self._keep_entry(tracker.sender_id, _Kept(tracker, len(tracker.events), stored))
+    @property
+    def _caching(self) -> bool:
+        return bool(self.cache_size) and self.event_broker is None
 
-    def _keep_entry(self, sender_id: Text, kept: _Kept) -> None:
-        self._kept[sender_id] = kept
-        self._kept.move_to_end(sender_id)
-        while len(self._kept) > self.cache_size:
-            self._kept.popitem(last=False)
+    def _keep(self, tracker: DialogueStateTracker, stored: int) -> None:
+        if self._caching:
+            self._put(self._kept, tracker.sender_id, _Kept(tracker, len(tracker.events), stored))
+
+    def _put(self, table: OrderedDict, sender_id: Text, value: Any) -> None:
+        """Into `table` as its most recently used entry; the least recently used beyond `cache_size` leave."""
+        table[sender_id] = value
+        table.move_to_end(sender_id)
+        while len(table) > self.cache_size:
+            table.popitem(last=False)
 
     async def _io(self, fn, *args):
         """The statements of every message. With a database server (PostgreSQL) they run in a worker thread, so
@@ -191,21 +195,14 @@ class CachingSQLTrackerStore(SQLTrackerStore):
         if stored == 0:
             # Nothing stored: Rasa's store returns None too. Rasa then creates the tracker and saves it; that save
             # can take the short way (`save`).
-            self._note_new(sender_id)
+            if self._caching:
+                self._put(self._new, sender_id, None)
             return None
         # Counted before reading: a row written in between makes the count stale, never the tracker.
         tracker = await super().retrieve(sender_id)
         if tracker is not None:
             self._keep(tracker, stored)
         return tracker
-
-    def _note_new(self, sender_id: Text) -> None:
-        if not self.cache_size or self.event_broker is not None:
-            return
-        self._new[sender_id] = None
-        self._new.move_to_end(sender_id)
-        while len(self._new) > self.cache_size:
-            self._new.popitem(last=False)
 
     async def save(self, tracker: DialogueStateTracker) -> None:
         sender_id = tracker.sender_id
@@ -215,7 +212,7 @@ class CachingSQLTrackerStore(SQLTrackerStore):
             # another writer added rows meanwhile, the next retrieve's count differs from `stored` and reads.)
             del self._new[sender_id]
             kept = _Kept(tracker, 0, 0, rows=[])
-            self._keep_entry(sender_id, kept)
+            self._put(self._kept, sender_id, kept)
         if kept is None or kept.tracker is not tracker or len(tracker.events) < kept.length:
             # Not the kept tracker (changed elsewhere): Rasa's own save; the next retrieve reads it back from the
             # database and keeps it.

@@ -89,7 +89,8 @@ class Stack:
         self.procs.append(actions)
         # Started as scripts/run.sh starts it: `python -m bot.serve run` (bot/serve.py).
         rasa = subprocess.Popen([str(VENV_BIN / "python"), "-m", "bot.serve", "run", "--model", str(MODEL),
-                                 "--endpoints", str(endpoints), "--credentials", str(self.credentials), "--interface", "127.0.0.1",
+                                 "--endpoints", str(endpoints), "--credentials", str(self.credentials),
+                                 "--interface", "127.0.0.1",
                                  "--port", str(self.rasa_port), "--enable-api"], cwd=ROOT, env=env,
                                 stdout=rlog.open("w"), stderr=subprocess.STDOUT)
         self.procs.append(rasa)

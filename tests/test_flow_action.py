@@ -12,6 +12,7 @@ import actions.flow as flow
 from bot.bootstrap import bootstrap
 from bot.settings import load_settings
 from bot.store.db import upgrade
+from tests.conftest import PG_URL
 
 
 def tracker(sender: str, text: str) -> Tracker:
@@ -49,6 +50,6 @@ def test_on_sqlite_turns_run_one_at_a_time_in_arrival_order(tmp_path, monkeypatc
 
 
 def test_on_postgresql_turns_share_the_default_pool():
-    app = bootstrap(load_settings({"BOT_DATABASE_URL": "postgresql+psycopg2://postgres@127.0.0.1:5432/test"}))
+    app = bootstrap(load_settings({"BOT_DATABASE_URL": PG_URL}))
     assert app.turn_executor is None
     app.engine.dispose()

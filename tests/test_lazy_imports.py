@@ -2,7 +2,6 @@
 real module as soon as anything reads it. Each case runs in a fresh interpreter (an import happens once a process)."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -16,11 +15,13 @@ from tests.stack import MODEL
 pytestmark = pytest.mark.slow
 
 
-def run(code: str) -> list[str]:
+def run(code: str, defer: str = "1") -> list[str]:
+    """`code` in a fresh interpreter prepared as the server launcher prepares it (BOT_DEFER_TENSORFLOW=`defer`)."""
     prelude = "import sys\nfrom bot import lazy_imports, serve\nserve.prepare()\n"
     out = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], cwd=ROOT, capture_output=True,
                          text=True, timeout=600, env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3",
-                                                          SQLALCHEMY_SILENCE_UBER_WARNING="1"))
+                                                          SQLALCHEMY_SILENCE_UBER_WARNING="1",
+                                                          BOT_DEFER_TENSORFLOW=defer))
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout.strip().splitlines()
 
@@ -53,12 +54,11 @@ def test_a_submodule_imported_first_runs_its_package_once():
 
 def test_without_it_rasa_imports_tensorflow():
     # The control: the same imports with BOT_DEFER_TENSORFLOW=0 load TensorFlow.
-    code = ("import os; os.environ['BOT_DEFER_TENSORFLOW'] = '0'\nfrom bot import serve\nserve.prepare()\n"
-            "import sys\nfrom rasa.nlu.extractors.crf_entity_extractor import CRFEntityExtractor\n"
-            "print(type(sys.modules['tensorflow']).__name__)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                         env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"))
-    assert out.stdout.strip().splitlines()[-1] == "module", out.stderr[-2000:]
+    lines = run("""
+        from rasa.nlu.extractors.crf_entity_extractor import CRFEntityExtractor
+        print(type(sys.modules['tensorflow']).__name__)
+    """, defer="0")
+    assert lines[-1] == "module"
 
 
 @pytest.mark.skipif(not MODEL.exists(), reason="needs the trained model (make train)")
