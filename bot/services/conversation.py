@@ -67,3 +67,12 @@ class Reply:
     @property
     def texts(self) -> list[str]:
         return [m.text for m in self.messages]
+
+
+def conversation_id(channel: str, raw: str) -> str:
+    """The conversation (tracker sender) id for a sender `raw` on `channel` (rest, telegram, webchat, wechat).
+
+    Every place that turns a channel's own sender into a conversation id, or a test that needs the id a channel
+    gives a sender, goes through here. Issue 18 namespaces them per channel (`rest:<sender>`,
+    `telegram:<chat id>`, `webchat:<session>`, `wechat:<openid>`) in this one function."""
+    return raw
