@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
+from bot.services.conversation import conversation_id
 from bot.services.tickets import ticket_json
 from bot.settings import ROOT
 from bot.store.models import Ticket
@@ -121,10 +122,24 @@ class Stack:
         with urllib.request.urlopen(req, timeout=60) as resp:
             return json.loads(resp.read())
 
-    def ticket_of(self, sender: str) -> dict:
+    def api(self, path: str, method: str = "GET", body: dict | None = None, timeout: float = 30) -> dict:
+        """A call to the Rasa server's HTTP API (`/conversations/...`, `/status`): every test goes through here, so
+        the API's credential is added in one place."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(f"{self.url}{path}", data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read())
+
+    def tracker(self, conversation: str) -> dict:
+        return self.api(f"/conversations/{conversation}/tracker")
+
+    def ticket_of(self, sender: str, channel: str = "rest") -> dict:
+        """The newest ticket of the conversation of `sender` on `channel`."""
+        conversation = conversation_id(channel, sender)
         engine = create_engine(self.db_url, future=True)
         with Session(engine) as session:
-            ticket = session.execute(select(Ticket).where(Ticket.conversation_id == sender)
+            ticket = session.execute(select(Ticket).where(Ticket.conversation_id == conversation)
                                      .order_by(Ticket.id.desc())).scalars().first()
             data = ticket_json(ticket, with_events=True) if ticket else None
         engine.dispose()

@@ -116,8 +116,7 @@ def login(stack: Stack, name: str) -> str:
 
 
 def tracker_events(stack: Stack, conversation: str) -> list[dict]:
-    with urllib.request.urlopen(f"{stack.url}/conversations/{conversation}/tracker", timeout=30) as resp:
-        return json.loads(resp.read())["events"]
+    return stack.tracker(conversation)["events"]
 
 
 def index_of(events: list[dict], kind: str) -> int:
