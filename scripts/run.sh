@@ -4,13 +4,33 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv
 mkdir -p var/log
-"$VENV/bin/rasa" run actions --actions actions --port 5055 >var/log/actions.log 2>&1 &
+# Closed by default (README "Security"): the Rasa HTTP API needs BOT_API_TOKEN, the action server BOT_ACTIONS_TOKEN,
+# and web chat session ids are signed with BOT_SESSION_SECRET. Unset ones are generated once into var/ (mode 600).
+secret() {  # secret VAR FILE: $VAR if set, else the content of FILE, made when missing
+  local name=$1 file=$2
+  if [ -z "${!name:-}" ]; then
+    if [ ! -s "$file" ]; then
+      (umask 077; "$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(32))' >"$file")
+      echo "generated $name into $file"
+    fi
+    export "$name"="$(cat "$file")"
+  fi
+}
+secret BOT_API_TOKEN var/api_token
+secret BOT_ACTIONS_TOKEN var/actions_token
+secret BOT_SESSION_SECRET var/session_secret
+export BOT_ACTIONS_HOST="${BOT_ACTIONS_HOST:-127.0.0.1}"
+CORS=()
+for origin in ${BOT_ALLOWED_ORIGINS//,/ }; do CORS+=("$origin"); done
+"$VENV/bin/python" -m bot.actions_serve --port 5055 >var/log/actions.log 2>&1 &
 ACTIONS_PID=$!
 trap 'kill $ACTIONS_PID 2>/dev/null || true; wait 2>/dev/null || true' EXIT INT TERM
-if [ "${1:-}" = "--shell" ]; then
+if [ "${1:-}" = "--shell" ]; then  # `rasa shell` uses the channels in-process: no API token needed
   "$VENV/bin/rasa" shell --model models/assistant.tar.gz --endpoints endpoints.yml
   exit 0
 fi
+BOT_API_TOKEN_FROM="from the environment"
+[ -s var/api_token ] && [ "$BOT_API_TOKEN" = "$(cat var/api_token)" ] && BOT_API_TOKEN_FROM="it is in var/api_token"
 cat <<MSG
 
   The assistant is starting on http://127.0.0.1:5005 (actions on http://127.0.0.1:5055, logs in var/log/).
@@ -21,12 +41,15 @@ cat <<MSG
   Agent console:       http://127.0.0.1:5005/webhooks/agent/      (accounts: .venv/bin/python -m bot agents add NAME)
   Telegram webhook:    POST /webhooks/telegram/webhook (needs TELEGRAM_TOKEN and TELEGRAM_WEBHOOK_SECRET; see README)
   Tickets:  .venv/bin/python -m bot tickets list
+  Rasa HTTP API (/conversations/..., /model/...): needs ?token=\$BOT_API_TOKEN (${BOT_API_TOKEN_FROM});
+  CORS allowed for: ${BOT_ALLOWED_ORIGINS:-no other origin (set BOT_ALLOWED_ORIGINS)}
   Stop with Ctrl-C.
 
 MSG
 # `python -m bot.serve` is `rasa` without JAX, which TensorFlow would import for nothing (66 MB; docs/PERFORMANCE.md).
 "$VENV/bin/python" -m bot.serve run --model models/assistant.tar.gz --endpoints endpoints.yml \
-  --credentials credentials.yml --interface 127.0.0.1 --port 5005 --enable-api --cors "*" &
+  --credentials credentials.yml --interface 127.0.0.1 --port 5005 --enable-api --auth-token "$BOT_API_TOKEN" \
+  ${CORS[@]+--cors "${CORS[@]}"} &
 RASA_PID=$!
 trap 'kill $RASA_PID $ACTIONS_PID 2>/dev/null || true; wait 2>/dev/null || true' EXIT INT TERM
 wait $RASA_PID

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -69,9 +70,18 @@ class Stack:
         self.procs: list[subprocess.Popen] = []
         self.extra_env = extra_env or {}
         self.credentials = credentials or ROOT / "credentials.yml"
+        # Closed as `make run` is (scripts/run.sh): an API token, an action server token, a session secret.
+        self.api_token = secrets.token_urlsafe(24)
+        self.actions_token = secrets.token_urlsafe(24)
+        self.session_secret = secrets.token_urlsafe(24)
 
     def env(self) -> dict:
         env = dict(os.environ, **self.extra_env)
+        env.setdefault("BOT_ACTIONS_HOST", "127.0.0.1")
+        # Every test client is on 127.0.0.1: the per-address limit would count the whole suite as one client.
+        env.setdefault("BOT_RATE_PER_ADDRESS", "0")
+        env.update(BOT_API_TOKEN=self.api_token, BOT_ACTIONS_TOKEN=self.actions_token,
+                   BOT_SESSION_SECRET=self.session_secret)
         env.update(BOT_DATABASE_URL=self.db_url, BOT_VAR_DIR=str(self.tmp),
                    RASA_TELEMETRY_ENABLED="false", SQLALCHEMY_SILENCE_UBER_WARNING="1", TF_CPP_MIN_LOG_LEVEL="3")
         env["PYTHONPATH"] = str(ROOT)
@@ -82,22 +92,41 @@ class Stack:
         subprocess.run([str(VENV_BIN / "python"), "-m", "bot", "db", "seed"], cwd=ROOT, env=env, check=True,
                        capture_output=True)
         endpoints = self.tmp / "endpoints.yml"
-        endpoints.write_text(f'action_endpoint:\n  url: "http://127.0.0.1:{self.actions_port}/webhook"\n')
-        alog, rlog = self.tmp / "actions.log", self.tmp / "rasa.log"
-        actions = subprocess.Popen([str(VENV_BIN / "rasa"), "run", "actions", "--actions", "actions", "--port",
-                                    str(self.actions_port)], cwd=ROOT, env=env, stdout=alog.open("w"),
-                                   stderr=subprocess.STDOUT)
-        self.procs.append(actions)
-        # Started as scripts/run.sh starts it: `python -m bot.serve run` (bot/serve.py).
+        endpoints.write_text(f'action_endpoint:\n  url: "http://127.0.0.1:{self.actions_port}/webhook"\n'
+                             f'  token: "{self.actions_token}"\n')
+        self.endpoints = endpoints
+        self.actions = self.start_actions(wait=False)
+        # Started as scripts/run.sh starts it: `python -m bot.serve run` (bot/serve.py), with the API token and CORS
+        # only for BOT_ALLOWED_ORIGINS.
+        rlog = self.tmp / "rasa.log"
+        cors = [o for o in env.get("BOT_ALLOWED_ORIGINS", "").replace(",", " ").split() if o]
         rasa = subprocess.Popen([str(VENV_BIN / "python"), "-m", "bot.serve", "run", "--model", str(MODEL),
                                  "--endpoints", str(endpoints), "--credentials", str(self.credentials),
                                  "--interface", "127.0.0.1",
-                                 "--port", str(self.rasa_port), "--enable-api"], cwd=ROOT, env=env,
+                                 "--port", str(self.rasa_port), "--enable-api", "--auth-token", self.api_token]
+                                + (["--cors", *cors] if cors else []), cwd=ROOT, env=env,
                                 stdout=rlog.open("w"), stderr=subprocess.STDOUT)
         self.procs.append(rasa)
         self.rasa_pid = rasa.pid
-        wait_for(f"http://127.0.0.1:{self.actions_port}/health", 120, actions, alog)
-        wait_for(f"http://127.0.0.1:{self.rasa_port}/status", 180, rasa, rlog)
+        wait_for(f"http://127.0.0.1:{self.actions_port}/health", 120, self.actions, self.tmp / "actions.log")
+        wait_for(f"http://127.0.0.1:{self.rasa_port}/status?token={self.api_token}", 180, rasa, rlog)
+
+    def start_actions(self, wait: bool = True) -> subprocess.Popen:
+        """The action server as scripts/run.sh starts it (`python -m bot.actions_serve`: loopback, token)."""
+        alog = self.tmp / "actions.log"
+        actions = subprocess.Popen([str(VENV_BIN / "python"), "-m", "bot.actions_serve", "--port",
+                                    str(self.actions_port)], cwd=ROOT, env=self.env(), stdout=alog.open("a"),
+                                   stderr=subprocess.STDOUT)
+        self.procs.append(actions)
+        if wait:
+            wait_for(f"http://127.0.0.1:{self.actions_port}/health", 120, actions, alog)
+        return actions
+
+    def kill_actions(self) -> None:
+        """Stops the action server at once (SIGKILL), as a crash would."""
+        self.actions.kill()
+        self.actions.wait(timeout=20)
+        self.procs.remove(self.actions)
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -126,7 +155,8 @@ class Stack:
         """A call to the Rasa server's HTTP API (`/conversations/...`, `/status`): every test goes through here, so
         the API's credential is added in one place."""
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"{self.url}{path}", data=data, method=method,
+        sep = "&" if "?" in path else "?"
+        req = urllib.request.Request(f"{self.url}{path}{sep}token={self.api_token}", data=data, method=method,
                                      headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return json.loads(resp.read())

@@ -25,6 +25,7 @@ import yaml
 from sqlalchemy import create_engine, update
 from sqlalchemy.orm import Session
 
+from bot.services.conversation import conversation_id
 from bot.services.handoff import token_digest
 from bot.settings import ROOT
 from bot.store.models import AgentSession
@@ -67,7 +68,7 @@ def stack(api, tmp_path_factory):
     desk = yaml.safe_load((seed / "desk.yml").read_text(encoding="utf-8"))
     desk["hours"] = {day: [["00:00", "24:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
     (seed / "desk.yml").write_text(yaml.safe_dump(desk), encoding="utf-8")
-    channels = ["rest:", "bot.channels.agent_console.AgentConsoleInput:"]
+    channels = ["bot.channels.rest.RestInput:", "bot.channels.agent_console.AgentConsoleInput:"]
     if (ROOT / "bot" / "channels" / "telegram.py").exists():
         channels.append("bot.channels.telegram.TelegramInput:")
     if (ROOT / "bot" / "channels" / "webchat.py").exists():
@@ -127,6 +128,11 @@ def texts(replies: list[dict]) -> str:
     return "\n".join(r.get("text", "") for r in replies)
 
 
+def rest(sender: str) -> str:
+    """The conversation id of a REST sender."""
+    return conversation_id("rest", sender)
+
+
 def new_sender(prefix: str) -> str:
     return f"{prefix}-{random.randint(10**5, 10**6)}"
 
@@ -154,9 +160,9 @@ def test_console_page_openapi_and_static_files_are_served(stack):
 def test_every_call_needs_a_live_token(stack):
     sender = new_sender("auth")
     stack.send(sender, "转人工")
-    for method, path in (("GET", "/api/queue"), ("GET", "/api/canned"), ("GET", f"/api/conversations/{sender}"),
-                         ("GET", f"/api/conversations/{sender}/events?after=0"),
-                         ("POST", f"/api/conversations/{sender}/claim"), ("POST", "/api/logout")):
+    for method, path in (("GET", "/api/queue"), ("GET", "/api/canned"), ("GET", f"/api/conversations/{rest(sender)}"),
+                         ("GET", f"/api/conversations/{rest(sender)}/events?after=0"),
+                         ("POST", f"/api/conversations/{rest(sender)}/claim"), ("POST", "/api/logout")):
         status, body, headers = call(stack, method, path)
         assert status == 401 and body["error"] == "unauthorised", (method, path)
         assert headers.get("WWW-Authenticate", "").startswith("Bearer")
@@ -185,23 +191,23 @@ def test_another_agents_conversation_is_forbidden(stack):
     sender = new_sender("mine")
     stack.send(sender, "转人工")
     alice, bob, boss = login(stack, "alice"), login(stack, "bob"), login(stack, "boss")
-    assert call(stack, "GET", f"/api/conversations/{sender}", token=bob)[0] == 200  # waiting: anyone may look
-    assert call(stack, "POST", f"/api/conversations/{sender}/claim", token=alice)[0] == 200
+    assert call(stack, "GET", f"/api/conversations/{rest(sender)}", token=bob)[0] == 200  # waiting: anyone may look
+    assert call(stack, "POST", f"/api/conversations/{rest(sender)}/claim", token=alice)[0] == 200
     for method, path, body in (("GET", "", None), ("GET", "/events?after=0", None),
                                ("POST", "/messages", {"text": "hi"}), ("POST", "/handback", None),
                                ("POST", "/close", {}), ("POST", "/notes", {"text": "x"}),
                                ("POST", "/claim", None)):
-        status, answer, _ = call(stack, method, f"/api/conversations/{sender}{path}", body, token=bob)
+        status, answer, _ = call(stack, method, f"/api/conversations/{rest(sender)}{path}", body, token=bob)
         assert status == 403 and answer["error"] == "forbidden", (method, path, answer)
-    assert sender not in [i["conversation_id"] for i in call(stack, "GET", "/api/queue", token=bob)[1]["items"]]
+    assert rest(sender) not in [i["conversation_id"] for i in call(stack, "GET", "/api/queue", token=bob)[1]["items"]]
     # A supervisor sees and acts on all; a second claim is a conflict, a conversation with no hand-off is not found.
-    assert sender in [i["conversation_id"] for i in call(stack, "GET", "/api/queue", token=boss)[1]["items"]]
-    assert call(stack, "GET", f"/api/conversations/{sender}", token=boss)[0] == 200
-    assert call(stack, "POST", f"/api/conversations/{sender}/claim", token=boss)[0] == 409
+    assert rest(sender) in [i["conversation_id"] for i in call(stack, "GET", "/api/queue", token=boss)[1]["items"]]
+    assert call(stack, "GET", f"/api/conversations/{rest(sender)}", token=boss)[0] == 200
+    assert call(stack, "POST", f"/api/conversations/{rest(sender)}/claim", token=boss)[0] == 409
     assert call(stack, "GET", "/api/conversations/never-asked", token=boss)[0] == 404
-    status, answer, _ = call(stack, "POST", f"/api/conversations/{sender}/messages", {"text": "陈主管来帮忙"}, token=boss)
+    status, answer, _ = call(stack, "POST", f"/api/conversations/{rest(sender)}/messages", {"text": "陈主管来帮忙"}, token=boss)
     assert status == 201
-    assert call(stack, "POST", f"/api/conversations/{sender}/handback", token=alice)[0] == 200
+    assert call(stack, "POST", f"/api/conversations/{rest(sender)}/handback", token=alice)[0] == 200
 
 
 # ---------------------------------------------------------------------------------------------- taking over
@@ -216,43 +222,43 @@ def test_takeover_over_rest_silences_the_bot_until_the_hand_back(stack):
 
     alice = login(stack, "alice")
     queue = call(stack, "GET", "/api/queue?order=newest", token=alice)[1]
-    [item] = [i for i in queue["items"] if i["conversation_id"] == sender]
+    [item] = [i for i in queue["items"] if i["conversation_id"] == rest(sender)]
     assert item["status"] == "waiting" and item["ticket"] == number and item["channel"] == "rest"
     assert item["reason"] == "customer_request" and item["language"] == "zh" and item["position"] >= 1
     assert item["expected_wait_minutes"] >= 1 and queue["agents_online"] >= 2
 
-    status, card, _ = call(stack, "GET", f"/api/conversations/{sender}", token=alice)
+    status, card, _ = call(stack, "GET", f"/api/conversations/{rest(sender)}", token=alice)
     assert status == 200 and card["ticket"]["number"] == number and card["handoff"]["reason"] == "customer_request"
     assert card["facts"]["product"] == "fridge" and card["steps"][0]["step"] == "vent" and card["steps"][0]["at"]
     said = [t["text"] for t in card["transcript"] if t["from"] == "customer"]
     assert said == ["我要投诉，你们这冰箱买了五天就不制冷了！", "转人工"]
     assert any(t["from"] == "bot" and number in t["text"] for t in card["transcript"])
 
-    status, claimed, _ = call(stack, "POST", f"/api/conversations/{sender}/claim", token=alice)
+    status, claimed, _ = call(stack, "POST", f"/api/conversations/{rest(sender)}/claim", token=alice)
     assert status == 200 and claimed["status"] == "claimed" and claimed["delivery"]["via"] == "tracker"
-    events = tracker_events(stack, sender)
+    events = tracker_events(stack, rest(sender))
     paused_at = index_of(events, "pause")
     cursor = card["cursor"]
 
     # The customer writes; Rasa answers nothing, but the messages reach the console.
     assert stack.send(sender, "喂？有人吗") == []
     assert stack.send(sender, "我的订单号是JD240512345678") == []
-    fresh = call(stack, "GET", f"/api/conversations/{sender}/events?after={cursor}", token=alice)[1]
+    fresh = call(stack, "GET", f"/api/conversations/{rest(sender)}/events?after={cursor}", token=alice)[1]
     assert [i["text"] for i in fresh["items"] if i["from"] == "customer"] == ["喂？有人吗", "我的订单号是JD240512345678"]
     assert fresh["handoff"]["status"] == "claimed" and fresh["cursor"] > cursor
 
-    status, sent, _ = call(stack, "POST", f"/api/conversations/{sender}/messages",
+    status, sent, _ = call(stack, "POST", f"/api/conversations/{rest(sender)}/messages",
                            {"text": "您好，我是王丽，已经查到您的订单，马上为您安排换货。"}, token=alice)
     assert status == 201 and sent["delivery"] == {"delivered": False, "via": "tracker"}
-    assert call(stack, "POST", f"/api/conversations/{sender}/messages", {"text": "  "}, token=alice)[0] == 400
-    events = tracker_events(stack, sender)
+    assert call(stack, "POST", f"/api/conversations/{rest(sender)}/messages", {"text": "  "}, token=alice)[0] == 400
+    events = tracker_events(stack, rest(sender))
     agent_said = [e for e in events if e["event"] == "bot" and (e.get("metadata") or {}).get("agent") == "alice"]
     assert [e["text"] for e in agent_said][-1] == "您好，我是王丽，已经查到您的订单，马上为您安排换货。"
     assert agent_said[0]["text"] == TEXTS.get("agent_joined", "zh", agent="王丽")
 
-    status, back, _ = call(stack, "POST", f"/api/conversations/{sender}/handback", token=alice)
+    status, back, _ = call(stack, "POST", f"/api/conversations/{rest(sender)}/handback", token=alice)
     assert status == 200 and back["status"] == "returned"
-    events = tracker_events(stack, sender)
+    events = tracker_events(stack, rest(sender))
     resumed_at = index_of(events, "resume")
     during = events[paused_at + 1:resumed_at]
     assert all((e.get("metadata") or {}).get("agent") for e in during if e["event"] == "bot"), during
@@ -269,7 +275,7 @@ def test_takeover_over_rest_silences_the_bot_until_the_hand_back(stack):
     kinds = [e["kind"] for e in ticket["events"]]
     assert kinds.index("handoff_queued") < kinds.index("handoff_claimed") < kinds.index("agent_replied") \
         < kinds.index("handoff_returned") < kinds.index("satisfaction_recorded")
-    assert sender not in [i["conversation_id"] for i in call(stack, "GET", "/api/queue", token=boss)[1]["items"]]
+    assert rest(sender) not in [i["conversation_id"] for i in call(stack, "GET", "/api/queue", token=boss)[1]["items"]]
 
 
 def test_closing_resolves_the_ticket_and_the_bot_asks_for_a_rating_in_english(stack):
@@ -278,19 +284,19 @@ def test_closing_resolves_the_ticket_and_the_bot_asks_for_a_rating_in_english(st
     replies = texts(stack.send(sender, "I want to talk to a real person please"))
     assert "in the queue" in replies and "minutes" in replies
     alice = login(stack, "alice")
-    assert call(stack, "POST", f"/api/conversations/{sender}/claim", token=alice)[0] == 200
+    assert call(stack, "POST", f"/api/conversations/{rest(sender)}/claim", token=alice)[0] == 200
     assert stack.send(sender, "hello?") == []
-    status, note, _ = call(stack, "POST", f"/api/conversations/{sender}/notes", {"text": "called the customer"},
+    status, note, _ = call(stack, "POST", f"/api/conversations/{rest(sender)}/notes", {"text": "called the customer"},
                            token=alice)
     assert status == 201 and note["text"] == "called the customer"
-    assert call(stack, "POST", f"/api/conversations/{sender}/notes", {"text": " "}, token=alice)[0] == 400
-    card = call(stack, "GET", f"/api/conversations/{sender}", token=alice)[1]
+    assert call(stack, "POST", f"/api/conversations/{rest(sender)}/notes", {"text": " "}, token=alice)[0] == 400
+    card = call(stack, "GET", f"/api/conversations/{rest(sender)}", token=alice)[1]
     assert card["notes"][-1]["text"] == "called the customer" and card["notes"][-1]["agent"] == "alice"
-    status, closed, _ = call(stack, "POST", f"/api/conversations/{sender}/close", {}, token=alice)
+    status, closed, _ = call(stack, "POST", f"/api/conversations/{rest(sender)}/close", {}, token=alice)
     assert status == 200 and closed["ticket_status"] == "resolved"
-    assert call(stack, "POST", f"/api/conversations/{sender}/messages", {"text": "late"}, token=alice)[0] == 409
+    assert call(stack, "POST", f"/api/conversations/{rest(sender)}/messages", {"text": "late"}, token=alice)[0] == 409
     number = closed["ticket"]
-    events = tracker_events(stack, sender)
+    events = tracker_events(stack, rest(sender))
     after = [e["text"] for e in events[index_of(events, "resume"):] if e["event"] == "bot"]
     assert after == [TEXTS.get("handoff_closed_by_agent", "en", number=number), TEXTS.get("survey_ask", "en")]
     assert texts(stack.send(sender, "4 stars")) == TEXTS.get("survey_thanks", "en")
@@ -307,8 +313,8 @@ def test_case_card_has_purchase_warranty_and_the_customers_earlier_tickets(stack
     stack.send(new_fridge, "你们这什么破冰箱！！买了才几天就不制冷了，里面的肉全臭了，订单号JD240512345678")
     stack.send(new_fridge, "转人工")
     alice = login(stack, "alice")
-    ac = call(stack, "GET", f"/api/conversations/{old_ac}", token=alice)[1]
-    fridge = call(stack, "GET", f"/api/conversations/{new_fridge}", token=alice)[1]
+    ac = call(stack, "GET", f"/api/conversations/{rest(old_ac)}", token=alice)[1]
+    fridge = call(stack, "GET", f"/api/conversations/{rest(new_fridge)}", token=alice)[1]
     assert ac["purchase"]["order_id"] == "JD230312345670" and ac["purchase"]["model"] == "KFR-35GW/BP3DN8Y"
     # Bought 900 days ago: no return any more, but the air conditioner's six-year warranty still runs.
     assert ac["warranty"]["in_warranty"] is True and ac["warranty"]["months"] == 72
@@ -320,7 +326,7 @@ def test_case_card_has_purchase_warranty_and_the_customers_earlier_tickets(stack
     assert ac["ticket"]["number"] in [t["number"] for t in fridge["history"]["tickets"]]  # same customer
     assert fridge["handoff"]["reason"] == "customer_request" and fridge["queue"]["position"] >= 1
     for sender in (old_ac, new_fridge):
-        assert call(stack, "POST", f"/api/conversations/{sender}/close", {}, token=alice)[0] == 200
+        assert call(stack, "POST", f"/api/conversations/{rest(sender)}/close", {}, token=alice)[0] == 200
 
 
 def test_canned_replies_in_both_languages(stack):
@@ -355,18 +361,19 @@ def test_a_telegram_customer_gets_the_agents_words_in_telegram(stack, api):
     assert "排在第" in "\n".join(m["text"] for m in tell("转人工"))
     alice = login(stack, "alice")
     queue = call(stack, "GET", "/api/queue", token=alice)[1]["items"]
-    assert [i["channel"] for i in queue if i["conversation_id"] == str(chat_id)] == ["telegram"]
+    conversation = conversation_id("telegram", chat_id)
+    assert [i["channel"] for i in queue if i["conversation_id"] == conversation] == ["telegram"]
     before = len(api.messages_to(chat_id))
-    status, claimed, _ = call(stack, "POST", f"/api/conversations/{chat_id}/claim", token=alice)
+    status, claimed, _ = call(stack, "POST", f"/api/conversations/{conversation}/claim", token=alice)
     assert status == 200 and claimed["delivery"] == {"delivered": True, "via": "telegram"}
     assert [m["text"] for m in api.messages_to(chat_id)[before:]] == [TEXTS.get("agent_joined", "zh", agent="王丽")]
     assert tell("好的，等你们消息") == []  # the bot is silent
-    status, sent, _ = call(stack, "POST", f"/api/conversations/{chat_id}/messages", {"text": "师傅明天上午到"},
+    status, sent, _ = call(stack, "POST", f"/api/conversations/{conversation}/messages", {"text": "师傅明天上午到"},
                            token=alice)
     assert status == 201 and sent["delivery"]["delivered"]
     assert api.messages_to(chat_id)[-1]["text"] == "师傅明天上午到"
     before = len(api.messages_to(chat_id))
-    assert call(stack, "POST", f"/api/conversations/{chat_id}/handback", token=alice)[1]["delivery"]["delivered"]
+    assert call(stack, "POST", f"/api/conversations/{conversation}/handback", token=alice)[1]["delivery"]["delivered"]
     back = api.messages_to(chat_id)[before:]
     assert [m["text"] for m in back] == [TEXTS.get("handoff_returned", "zh"), TEXTS.get("survey_ask", "zh")]
     assert "5" in json.dumps(back[-1].get("reply_markup"))  # the rating buttons
@@ -415,13 +422,14 @@ def test_agent_takes_over_a_widget_conversation_in_the_browser(stack):
                 customer.open()
                 customer.say("你们这什么破冰箱！！买了才几天就不制冷了，里面的肉全臭了，订单号JD240512345678")
                 queued = "\n".join(customer.say("转人工"))
-                sender = customer.session_id
+                sender, channel = customer.session_id, "webchat"
             else:
                 customer = None
-                sender = new_sender("browser-rest")
+                sender, channel = new_sender("browser-rest"), "rest"
                 stack.send(sender, "你们这什么破冰箱！！买了才几天就不制冷了，里面的肉全臭了，订单号JD240512345678")
                 queued = texts(stack.send(sender, "转人工"))
-            number = stack.ticket_of(sender)["number"]
+            conversation = conversation_id(channel, sender)
+            number = stack.ticket_of(sender, channel)["number"]
             assert number in queued and "排在第" in queued
 
             # --- the agent signs in
@@ -440,7 +448,7 @@ def test_agent_takes_over_a_widget_conversation_in_the_browser(stack):
             expect(page.locator("#login-error")).to_be_visible()
             page.fill("#login-password", PASSWORDS["alice"])
             page.click("#login-submit")
-            item = page.locator(f"#queue li[data-conversation='{sender}']")
+            item = page.locator(f"#queue li[data-conversation='{conversation}']")
             expect(item).to_be_visible(timeout=10_000)
             expect(item).to_contain_text(number)
             expect(item).to_contain_text("等待中")
@@ -492,7 +500,7 @@ def test_agent_takes_over_a_widget_conversation_in_the_browser(stack):
                                     "已经为您申请换新机，明天上午送到，旧机同时取走。"], received
                 customer.shot("console-widget-customer.png")
             else:
-                agent_lines = [e["text"] for e in tracker_events(stack, sender)
+                agent_lines = [e["text"] for e in tracker_events(stack, conversation)
                                if e["event"] == "bot" and (e.get("metadata") or {}).get("agent")]
                 assert agent_lines[-1] == "已经为您申请换新机，明天上午送到，旧机同时取走。"
 
@@ -501,7 +509,7 @@ def test_agent_takes_over_a_widget_conversation_in_the_browser(stack):
             expect(page.locator("#case-status")).to_have_text("已交还")
             expect(page.locator("#transcript .sys")).to_have_count(2)
             expect(page.locator("#transcript .msg.bot").last).to_contain_text(TEXTS.get("survey_ask", "zh"))
-            expect(page.locator(f"#queue li[data-conversation='{sender}']")).to_have_count(0, timeout=10_000)
+            expect(page.locator(f"#queue li[data-conversation='{conversation}']")).to_have_count(0, timeout=10_000)
             shot(page, "console-handed-back.png")
             page.click("#lang-toggle")  # the whole console in English
             expect(page.locator("#case-status")).to_have_text("handed back")
@@ -524,7 +532,7 @@ def test_agent_takes_over_a_widget_conversation_in_the_browser(stack):
                 customer.close()
             else:
                 assert texts(stack.send(sender, "5")) == TEXTS.get("survey_thanks", "zh")
-            assert stack.ticket_of(sender)["satisfaction"] == 5
+            assert stack.ticket_of(sender, channel)["satisfaction"] == 5
             context.close()
         finally:
             browser.close()

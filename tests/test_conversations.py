@@ -5,13 +5,12 @@ what the customer sees and on what is stored.
 """
 from __future__ import annotations
 
-import json
 import os
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from bot.services.conversation import conversation_id
 from bot.store.models import STEPS
 from tests.stack import MODEL, Stack, script_lines
 
@@ -92,8 +91,7 @@ def test_awkward_input_gets_a_clear_reply(stack, message):
     replies = stack.send(sender, message)
     assert replies and all(r.get("text") for r in replies)
     # Nothing is lost: the tracker holds the message as sent.
-    with urllib.request.urlopen(f"http://127.0.0.1:{stack.rasa_port}/conversations/{sender}/tracker", timeout=30) as r:
-        tracker = json.loads(r.read())
+    tracker = stack.tracker(conversation_id("rest", sender))
     user_texts = [e.get("text") for e in tracker["events"] if e["event"] == "user"]
     assert message in user_texts or (message == "" and user_texts)
 

@@ -38,6 +38,7 @@ from bot.channels.telegram import (
     utf16_len,
 )
 from bot.services.attachments import AttachmentError, save_attachment
+from bot.services.conversation import conversation_id
 from bot.services.tickets import SLA, TicketBook
 from bot.settings import ROOT
 from bot.store.db import UnitOfWork, session_factory
@@ -75,7 +76,7 @@ def stack(api, tmp_path_factory):
         pytest.skip(message)
     tmp = tmp_path_factory.mktemp("tgstack")
     credentials = tmp / "credentials.yml"
-    credentials.write_text("rest:\nbot.channels.telegram.TelegramInput:\n")
+    credentials.write_text("bot.channels.rest.RestInput:\nbot.channels.telegram.TelegramInput:\n")
     stack = Stack(tmp, credentials=credentials, extra_env={
         "TELEGRAM_TOKEN": TOKEN, "TELEGRAM_WEBHOOK_SECRET": SECRET, "TELEGRAM_API_URL": api.url,
         "TELEGRAM_WEBHOOK_URL": WEBHOOK_URL})
@@ -168,8 +169,7 @@ def has_cjk(s: str) -> bool:
 
 
 def tracker(stack: Stack, chat_id: int) -> dict:
-    with urllib.request.urlopen(f"{stack.url}/conversations/{chat_id}/tracker", timeout=30) as resp:
-        return json.loads(resp.read())
+    return stack.tracker(conversation_id("telegram", chat_id))
 
 
 def user_events(stack: Stack, chat_id: int) -> list[dict]:
@@ -187,14 +187,14 @@ def db_session(stack: Stack) -> Session:
 
 def tickets_of(stack: Stack, chat_id: int) -> list[Ticket]:
     with db_session(stack) as session:
-        return list(session.execute(select(Ticket).where(Ticket.conversation_id == str(chat_id))
+        return list(session.execute(select(Ticket).where(Ticket.conversation_id == conversation_id("telegram", chat_id))
                                     .order_by(Ticket.id)).scalars())
 
 
 def attachments_of(stack: Stack, chat_id: int) -> list[tuple[Attachment, str]]:
     with db_session(stack) as session:
         rows = session.execute(select(Attachment, Ticket.number).join(Ticket)
-                               .where(Ticket.conversation_id == str(chat_id)).order_by(Attachment.id)).all()
+                               .where(Ticket.conversation_id == conversation_id("telegram", chat_id)).order_by(Attachment.id)).all()
         return [(a, number) for a, number in rows]
 
 
@@ -554,7 +554,7 @@ def test_six_step_complaint_over_telegram(stack, api, script, language_code, lan
         assert not any(re.search(r"[\u4e00-\u9fff]", text) for text in seen), seen
     [ticket] = tickets_of(stack, chat)
     assert ticket.number in seen[-1]
-    assert ticket.channel == "telegram" and ticket.language == language and ticket.conversation_id == str(chat)
+    assert ticket.channel == "telegram" and ticket.language == language and ticket.conversation_id == conversation_id("telegram", chat)
     steps = [getattr(ticket, f"step_{s}_at") for s in STEPS]
     assert all(steps) and steps == sorted(steps), steps
     assert ticket.remedy_accepted and ticket.follow_up_due and ticket.order_id
@@ -565,11 +565,9 @@ def test_rasa_can_message_a_telegram_chat_proactively(stack, api):
     chat = new_chat()
     deliver(stack, api, text_update(chat, "你好"))
     before = len(api.messages_to(chat))
-    req = urllib.request.Request(f"{stack.url}/conversations/{chat}/trigger_intent?output_channel=latest",
-                                 data=json.dumps({"name": "greet"}).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as resp:
-        assert resp.status == 200
+    answer = stack.api(f"/conversations/{conversation_id('telegram', chat)}/trigger_intent?output_channel=latest",
+                       "POST", {"name": "greet"}, timeout=60)
+    assert answer["tracker"]["sender_id"] == conversation_id("telegram", chat)
     sent = api.messages_to(chat)[before:]
     assert sent and has_cjk(texts_of(sent))
 

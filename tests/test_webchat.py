@@ -25,6 +25,7 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
 from bot.channels import webchat
+from bot.services.conversation import conversation_id
 from bot.settings import ROOT
 from bot.store.models import STEPS, Attachment, Ticket
 from tests.stack import MODEL, Stack
@@ -94,10 +95,14 @@ def test_session_request_awaits_enter_room():
     (sid, room), = joined
     assert sid == "sid-1" and webchat.valid_session_id(room)
     assert emitted == [("session_confirm", room, "sid-1")]
-    # A known id is kept; anything else (another channel's sender, junk) gets a fresh one.
-    known = uuid.uuid4().hex
+    # A known id (one the server signed) is kept; anything else (another channel's sender, junk, 32 hex characters
+    # the server did not sign) gets a fresh one.
+    known = webchat.new_session_id()
     asyncio.run(handler("sid-2", {"session_id": known}))
     assert joined[-1] == ("sid-2", known)
+    forged = uuid.uuid4().hex
+    asyncio.run(handler("sid-4", {"session_id": forged}))
+    assert joined[-1][1] != forged and webchat.valid_session_id(joined[-1][1])
     asyncio.run(handler("sid-3", {"session_id": "rest-zh-1"}))
     assert joined[-1][1] != "rest-zh-1" and webchat.valid_session_id(joined[-1][1])
 
@@ -280,12 +285,14 @@ def chat_factory(browser, stack):
         chat.close()
 
 
-def db_attachments(stack: Stack, conversation_id: str) -> list[tuple[Attachment, Ticket]]:
+def db_attachments(stack: Stack, session_id: str) -> list[tuple[Attachment, Ticket]]:
+    """The photos on the tickets of the web chat session `session_id`."""
+    conversation = conversation_id("webchat", session_id)
     engine = create_engine(stack.db_url, future=True)
     try:
         with Session(engine) as session:
             rows = session.execute(select(Attachment, Ticket).join(Ticket, Attachment.ticket_id == Ticket.id)
-                                   .where(Ticket.conversation_id == conversation_id)
+                                   .where(Ticket.conversation_id == conversation)
                                    .order_by(Attachment.id)).all()
             for attachment, ticket in rows:
                 session.expunge(attachment)
@@ -343,9 +350,11 @@ def test_widget_is_served(stack):
             assert kind in resp.headers["Content-Type"] and resp.read()
     # A session id must be one the server made; another channel's conversation is not readable from here.
     assert get_json(f"{stack.url}/webhooks/webchat/history?session_id=rest-zh-1")[0] == 400
+    # A REST client's sender that looks like a session id is not one the server signed (and its conversation is
+    # rest:<sender> anyway).
     rest_sender = uuid.uuid4().hex
     stack.send(rest_sender, "你好")
-    assert get_json(f"{stack.url}/webhooks/webchat/history?session_id={rest_sender}")[0] == 403
+    assert get_json(f"{stack.url}/webhooks/webchat/history?session_id={rest_sender}")[0] == 400
 
 
 @pytest.mark.slow
@@ -357,7 +366,7 @@ def test_chinese_complaint_through_the_widget(chat_factory, stack):
     assert chat.page.get_attribute(".asc-log", "role") == "log"
     assert chat.page.get_attribute(".asc-log", "aria-live") == "polite"
     session_id = chat.session_id
-    assert webchat.valid_session_id(session_id)
+    assert webchat.valid_session_id(session_id, stack.session_secret)
 
     first = chat.say(ZH_LINES[0])
     assert first and has_cjk(first[0]) and not first[-1].endswith(("？", "?"))  # step 1 listens
@@ -407,7 +416,7 @@ def test_chinese_complaint_through_the_widget(chat_factory, stack):
     assert "依据条款" in proposal
     assert "可以" in chat.quick_replies()
     closing = "\n".join(chat.press("可以"))
-    ticket_json = stack.ticket_of(session_id)
+    ticket_json = stack.ticket_of(session_id, "webchat")
     assert ticket_json["number"] == ticket.number and ticket_json["number"] in closing
     assert ticket_json["channel"] == "webchat" and ticket_json["language"] == "zh"
     assert all(ticket_json["steps"][s] for s in STEPS), ticket_json["steps"]
@@ -449,7 +458,7 @@ def test_bad_uploads_are_refused_and_nothing_is_stored(chat_factory, stack):
     assert status == 400 and body["error"] == "bad_session"
     assert post_upload(stack, {"session_id": session_id}, None)[0] == 400
     assert count_attachments(stack) == stored and db_attachments(stack, session_id) == []
-    assert stack.ticket_of(session_id) is None  # no ticket was opened for a refused file
+    assert stack.ticket_of(session_id, "webchat") is None  # no ticket was opened for a refused file
 
     # A JPEG straight to the endpoint is stored (an inquiry ticket is opened for a conversation without one).
     from PIL import Image
@@ -480,7 +489,7 @@ def test_english_interface_and_replies(chat_factory, stack):
     assert chat.quick_replies() and not any(has_cjk(q) for q in chat.quick_replies())
     chat.shot("en-conversation.png")
     # The language goes with each message as metadata.
-    _, tracker = get_json(f"{stack.url}/conversations/{chat.session_id}/tracker")
+    tracker = stack.tracker(conversation_id("webchat", chat.session_id))
     user_events = [e for e in tracker["events"] if e["event"] == "user"]
     assert user_events and all(e["metadata"].get("language") == "en" for e in user_events)
     assert all(e["input_channel"] == "webchat" for e in user_events)
@@ -500,7 +509,7 @@ def test_english_interface_and_replies(chat_factory, stack):
     proposal = "\n".join(chat.say("tomorrow afternoon"))
     assert not has_cjk(proposal) and "clause" in proposal.lower()
     closing = "\n".join(chat.say("yes that works"))
-    ticket = stack.ticket_of(chat.session_id)
+    ticket = stack.ticket_of(chat.session_id, "webchat")
     assert ticket["number"] in closing and not has_cjk(closing)
     assert ticket["channel"] == "webchat" and ticket["language"] == "en"
     assert all(ticket["steps"][s] for s in STEPS), ticket["steps"]

@@ -48,6 +48,9 @@ from sanic.response import HTTPResponse
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update, User
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
 
+from bot.channels.guard import Guard
+from bot.services.conversation import conversation_id, sender_of
+
 log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://api.telegram.org"
@@ -277,9 +280,11 @@ class TelegramOutput(OutputChannel):
         return await self._send_text(recipient_id, text, keyboard(quick_replies))
 
     async def send_image_url(self, recipient_id: str, image: str, **kwargs: Any) -> Message:
-        return await self.call("sendPhoto", lambda bot: bot.send_photo(chat_id=recipient_id, photo=image))
+        chat_id = sender_of("telegram", str(recipient_id))
+        return await self.call("sendPhoto", lambda bot: bot.send_photo(chat_id=chat_id, photo=image))
 
     async def _send_text(self, chat_id: str | int, text: str, markup: InlineKeyboardMarkup | None) -> list[Message]:
+        chat_id = sender_of("telegram", str(chat_id))  # Rasa sends to the conversation id, telegram:<chat id>
         chunks = split_message(text or "")
         if not chunks and markup is not None:
             chunks = ["👇"]  # buttons need a message to hang on
@@ -323,6 +328,7 @@ class TelegramInput(InputChannel):
         self._seen: OrderedDict[int, None] = OrderedDict()
         self._store = None  # (settings, session factory), built on first attachment
         self._var_dir = var_dir
+        self.guard = Guard()
         if not self.config.configured:
             log.info("telegram channel registered but not configured (missing %s): its webhook answers 503",
                      ", ".join(self.config.missing))
@@ -414,6 +420,13 @@ class TelegramInput(InputChannel):
     # --------------------------------------------------------------------------------------- updates
     async def handle_update(self, update: Update, on_new_message: Callable[[UserMessage], Awaitable[Any]],
                             request: Request | None = None) -> None:
+        chat = update.effective_chat
+        if chat is not None and chat.type != "private":
+            # Groups share one chat: one customer's ticket would be shown to all. Served only in private chats.
+            user = update.effective_user
+            language = language_of(user)
+            await self.output.send_text_message(str(chat.id), self._texts().get("telegram_private_only", language))
+            return
         query = update.callback_query
         if query is not None:
             try:
@@ -444,14 +457,27 @@ class TelegramInput(InputChannel):
             await self.output.send_text_message(str(chat_id), self._texts().get("attachment_rejected", language))
 
     async def _to_rasa(self, on_new_message, text: str, chat_id: int, user: User | None, update: Update) -> None:
+        # A Telegram chat has no client address of its own (every update comes from Telegram's servers): the
+        # sender limit is per chat, the address limit per Telegram user.
+        verdict = self.guard.admit(text, sender=conversation_id("telegram", chat_id),
+                                   address=f"telegram-user:{user.id}" if user else None)
+        if verdict.refused or verdict.cut:
+            language = language_of(user)
+            for notice in self.guard.notices(verdict, language):
+                await self.output.send_text_message(str(chat_id), notice)
+            if verdict.refused:
+                return
+        text = verdict.text
         metadata = {
             "language_code": user.language_code if user else None,
             "telegram_user_id": user.id if user else None,
             "chat_id": chat_id,
             "update_id": update.update_id,
         }
-        await on_new_message(UserMessage(text, self.output, sender_id=str(chat_id), input_channel=self.name(),
-                                         metadata=metadata))
+        if verdict.cut:
+            metadata["message_cut"] = True
+        await on_new_message(UserMessage(text, self.output, sender_id=conversation_id("telegram", chat_id),
+                                         input_channel=self.name(), metadata=metadata))
 
     # --------------------------------------------------------------------------------------- attachments
     @staticmethod
@@ -465,7 +491,7 @@ class TelegramInput(InputChannel):
         try:
             agent = request.app.ctx.agent if request is not None else None
             store = getattr(agent, "tracker_store", None)
-            tracker = await store.retrieve(str(chat_id)) if store is not None else None
+            tracker = await store.retrieve(conversation_id("telegram", chat_id)) if store is not None else None
             slot = tracker.get_slot("language") if tracker is not None else None
         except Exception:  # noqa: BLE001 - the language code is a good enough fallback
             log.debug("telegram: could not read the language slot of %s", chat_id, exc_info=True)
@@ -491,7 +517,8 @@ class TelegramInput(InputChannel):
             book = TicketBook(uow.session, settings.timezone,
                               SLA(settings.first_response_hours, settings.resolution_hours))
             number, attachment = save_attachment(
-                uow, conversation_id=str(chat_id), channel=self.name(), data=data, mime_type=mime_type,
+                uow, conversation_id=conversation_id("telegram", chat_id), channel=self.name(), data=data,
+                mime_type=mime_type,
                 filename=filename, language=language, now=datetime.now(timezone.utc),
                 var_dir=self._var_dir or settings.var_dir, book=book)
             try:

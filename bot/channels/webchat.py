@@ -27,18 +27,24 @@ Why a subclass of Rasa's SocketIOInput rather than the stock `socketio` channel:
 - Rasa 3.6 calls `sio.enter_room(sid, room)` without awaiting it; in python-socketio >= 5.10 `enter_room` is a
   coroutine, so with session persistence the socket never joins its session's room and every bot reply (emitted to
   the room) is lost. Our `session_request` handler awaits it.
-- Session ids are checked (32 hex characters, as the server makes them): a client cannot pick another
-  conversation's id (e.g. a REST sender) and read or write into it.
+- Session ids are issued and signed by the server (32 hex characters: 16 random, 16 of an HMAC-SHA256 with
+  BOT_SESSION_SECRET), and checked on every use: a client cannot make one up, nor pick another conversation's id.
+  The conversation is `conversation_id("webchat", session)` (`webchat:<session>`); rooms are named by the session.
+- Messages are cut to BOT_MAX_MESSAGE_CHARS before the NLU, senders and client addresses are rate limited
+  (bot/channels/guard.py), and uploads are refused on Content-Length before the body is read.
 - Message metadata is cleaned (language zh|en, the button title the customer pressed) before it reaches Rasa.
 """
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import inspect
 import json
 import logging
+import os
 import re
-import uuid
+import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
@@ -49,6 +55,10 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 from socketio import AsyncServer
+
+from bot.channels.guard import Guard, guess_language
+from bot.channels.rest import body_too_large, client_address
+from bot.services.conversation import conversation_id, sender_of
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +86,37 @@ UPLOAD_ERRORS = {
 }
 
 
-def valid_session_id(value: Any) -> bool:
-    return isinstance(value, str) and bool(SESSION_ID.match(value))
+MAX_UPLOAD_BODY = MAX_UPLOAD_BYTES + 64 * 1024  # the photo plus the form fields around it
+_SECRET: list[bytes] = []
+
+
+def session_secret() -> bytes:
+    """BOT_SESSION_SECRET (scripts/run.sh makes one), else a random one for this process (sessions then end with
+    it; a warning says so)."""
+    if not _SECRET:
+        raw = os.environ.get("BOT_SESSION_SECRET", "")
+        if not raw:
+            log.warning("BOT_SESSION_SECRET is not set: web chat sessions will not survive a restart")
+            raw = secrets.token_urlsafe(32)
+        _SECRET.append(raw.encode("utf-8"))
+    return _SECRET[0]
+
+
+def _signature(nonce: str, secret: str | None = None) -> str:
+    key = secret.encode("utf-8") if secret else session_secret()
+    return hmac.new(key, b"webchat-session:" + nonce.encode("ascii"), hashlib.sha256).hexdigest()[:16]
+
+
+def new_session_id() -> str:
+    nonce = secrets.token_hex(8)
+    return nonce + _signature(nonce)
+
+
+def valid_session_id(value: Any, secret: str | None = None) -> bool:
+    """32 hex characters whose second half signs the first (made by `new_session_id`; `secret`: another server's)."""
+    if not (isinstance(value, str) and SESSION_ID.match(value)):
+        return False
+    return hmac.compare_digest(value[16:], _signature(value[:16], secret))
 
 
 def clean_language(value: Any) -> Optional[str]:
@@ -166,6 +205,10 @@ class WebChatOutput(SocketIOOutput):
     def name(cls) -> Text:
         return "webchat"
 
+    async def _send_message(self, socket_id: Text, response: Any) -> None:
+        # Rasa sends to the conversation id (webchat:<session>); the socket room is the session.
+        await self.sio.emit(self.bot_message_evt, response, room=sender_of("webchat", socket_id))
+
 
 class WebChatInput(SocketIOInput):
     """Rasa's socket.io channel with the enter_room fix, checked session ids, the widget and photo uploads."""
@@ -179,6 +222,7 @@ class WebChatInput(SocketIOInput):
         self._var_dir = var_dir
         self._store = None  # (settings, session factory), built on first use
         self._static: Dict[str, bytes] = {}
+        self.guard = Guard()
 
     def get_output_channel(self) -> Optional[WebChatOutput]:
         if self.sio is None:
@@ -212,7 +256,8 @@ class WebChatInput(SocketIOInput):
             book = TicketBook(uow.session, settings.timezone,
                               SLA(settings.first_response_hours, settings.resolution_hours))
             number, attachment = save_attachment(
-                uow, conversation_id=session_id, channel=self.name(), data=data, mime_type=mime_type,
+                uow, conversation_id=conversation_id("webchat", session_id), channel=self.name(), data=data,
+                mime_type=mime_type,
                 filename=filename, language=language, now=datetime.now(timezone.utc),
                 var_dir=self._var_dir or settings.var_dir, book=book)
             try:
@@ -236,7 +281,8 @@ class WebChatInput(SocketIOInput):
         with UnitOfWork(sessions) as uow:
             rows = uow.session.execute(
                 select(Attachment.created_at, Ticket.number).join(Ticket, Attachment.ticket_id == Ticket.id)
-                .where(Ticket.conversation_id == session_id, Attachment.channel == self.name())
+                .where(Ticket.conversation_id == conversation_id("webchat", session_id),
+                       Attachment.channel == self.name())
                 .order_by(Attachment.id)).all()
         label = "照片" if language == "zh" else "Photo"
         return [{"at": as_utc(created).timestamp(), "label": label,
@@ -245,7 +291,7 @@ class WebChatInput(SocketIOInput):
     @staticmethod
     async def _tracker_language(request: Request, session_id: str) -> Optional[str]:
         try:
-            tracker = await request.app.ctx.agent.tracker_store.retrieve(session_id)
+            tracker = await request.app.ctx.agent.tracker_store.retrieve(conversation_id("webchat", session_id))
             return clean_language(tracker.get_slot("language")) if tracker is not None else None
         except Exception:  # noqa: BLE001 - the widget's language is a good enough fallback
             log.debug("webchat: could not read the language slot of %s", session_id, exc_info=True)
@@ -279,7 +325,7 @@ class WebChatInput(SocketIOInput):
             data = data if isinstance(data, dict) else {}
             session_id = data.get("session_id")
             if not valid_session_id(session_id):
-                session_id = uuid.uuid4().hex
+                session_id = new_session_id()
             if self.session_persistence:
                 # The fix: Rasa 3.6 does not await this, and python-socketio >= 5.10 made it a coroutine.
                 entered = sio.enter_room(sid, session_id, namespace=namespace)
@@ -306,9 +352,20 @@ class WebChatInput(SocketIOInput):
             text = data.get("message", "")
             if not isinstance(text, str):
                 text = str(text)
-            message = UserMessage(text, WebChatOutput(sio, self.bot_message_evt), sender_id,
-                                  input_channel=self.name(),
-                                  metadata=clean_metadata(data.get(self.metadata_key)))
+            metadata = clean_metadata(data.get(self.metadata_key))
+            output = WebChatOutput(sio, self.bot_message_evt)
+            environ = sio.get_environ(sid, namespace=namespace) or {}
+            request = environ.get("sanic.request")
+            address = client_address(request) if request is not None else environ.get("REMOTE_ADDR")
+            verdict = self.guard.admit(text, sender=conversation_id("webchat", sender_id), address=address)
+            for notice in self.guard.notices(verdict, guess_language(text, metadata.get("language"))):
+                await sio.emit(self.bot_message_evt, {"text": notice}, room=sid, namespace=namespace)
+            if verdict.refused:
+                return
+            if verdict.cut:
+                metadata["message_cut"] = len(text)
+            message = UserMessage(verdict.text, output, conversation_id("webchat", sender_id),
+                                  input_channel=self.name(), metadata=metadata)
             await on_new_message(message)
 
         # --- http -----------------------------------------------------------------------------------
@@ -344,7 +401,7 @@ class WebChatInput(SocketIOInput):
             language = clean_language(request.args.get("language")) or "zh"
             store = request.app.ctx.agent.tracker_store
             retrieve = getattr(store, "retrieve_full_tracker", None) or store.retrieve
-            tracker = await retrieve(session_id)
+            tracker = await retrieve(conversation_id("webchat", session_id))
             events = [e.as_dict() for e in tracker.events] if tracker is not None else []
             # Only conversations of this channel: a web chat session id never names another channel's sender.
             channels = {e.get("input_channel") for e in events if e.get("event") == "user"}
@@ -359,11 +416,26 @@ class WebChatInput(SocketIOInput):
                                   "messages": history_messages(events, photos)},
                                  headers={"Cache-Control": "no-store"})
 
-        @webchat.route("/upload", methods=["POST"])
+        @webchat.route("/upload", methods=["POST"], stream=True)
         async def upload(request: Request) -> HTTPResponse:
             from bot.services.attachments import AttachmentError, normalise_mime, sniff
             from bot.texts import load_texts
 
+            # Refused on Content-Length before anything is buffered; a body that runs past it is cut off too.
+            if body_too_large(request, MAX_UPLOAD_BODY):
+                log.info("webchat: upload refused on Content-Length (%s)", request.headers.get("content-length"))
+                return response.json({"error": "too_large", "message": UPLOAD_ERRORS["too_large"]["zh"] + " "
+                                      + UPLOAD_ERRORS["too_large"]["en"]}, status=413)
+            body = bytearray()
+            while True:
+                chunk = await request.stream.read()
+                if chunk is None:
+                    break
+                body += chunk
+                if len(body) > MAX_UPLOAD_BODY:
+                    return response.json({"error": "too_large", "message": UPLOAD_ERRORS["too_large"]["zh"] + " "
+                                          + UPLOAD_ERRORS["too_large"]["en"]}, status=413)
+            request.body = bytes(body)
             form = request.form or {}
             session_id = form.get("session_id") or form.get("sender")
             language = clean_language(form.get("language"))

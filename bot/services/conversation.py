@@ -69,10 +69,17 @@ class Reply:
         return [m.text for m in self.messages]
 
 
-def conversation_id(channel: str, raw: str) -> str:
-    """The conversation (tracker sender) id for a sender `raw` on `channel` (rest, telegram, webchat, wechat).
+def conversation_id(channel: str, raw: str | int) -> str:
+    """The conversation (tracker sender) id for a sender `raw` on `channel` (rest, telegram, webchat, wechat):
+    `<channel>:<raw>`, so a sender on one channel can never name another channel's conversation (a REST client
+    sending `"sender": "123"` is `rest:123`, never Telegram chat 123, which is `telegram:123`).
 
     Every place that turns a channel's own sender into a conversation id, or a test that needs the id a channel
-    gives a sender, goes through here. Issue 18 namespaces them per channel (`rest:<sender>`,
-    `telegram:<chat id>`, `webchat:<session>`, `wechat:<openid>`) in this one function."""
-    return raw
+    gives a sender, goes through here."""
+    return f"{channel}:{raw}"
+
+
+def sender_of(channel: str, conversation: str) -> str:
+    """The channel's own sender (chat id, session id) of a conversation id made by `conversation_id`."""
+    prefix = f"{channel}:"
+    return conversation[len(prefix):] if conversation.startswith(prefix) else conversation
