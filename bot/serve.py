@@ -8,6 +8,9 @@ Two differences, both about memory (docs/PERFORMANCE.md, changes 11 and 20):
   layer library) is imported as if TensorFlow were not installed: it would import it only to offer TensorFlow
   layers, which blank spaCy pipelines do not use.
 `BOT_DEFER_TENSORFLOW=0` turns the second off.
+
+And the issue 18 fixes to Rasa's message processor (bot/hardening.py): a failed action call gets a plain answer and
+the message is kept, not silence; nothing (not even /restart) is handled while a person holds the conversation.
 """
 from __future__ import annotations
 
@@ -28,6 +31,9 @@ def prepare() -> None:
 
 def main() -> None:
     prepare()
+    from bot import hardening
+
+    hardening.apply()
     from rasa.__main__ import main as rasa_main
 
     sys.argv[0] = "rasa"

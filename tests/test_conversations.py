@@ -54,9 +54,9 @@ def test_chinese_complaint_over_rest_runs_six_steps_and_leaves_a_ticket(stack):
     seen = run_script(stack, sender, script_lines("zh-complaint-fridge"))
     assert seen[0] and not seen[0].endswith(("？", "?"))  # step 1 listens
     assert "抱歉" in seen[2] and "冰箱" in seen[2] and "不制冷" in seen[2]
-    assert "依据条款" in seen[7]
+    assert "依据条款" in seen[8]
     ticket = stack.ticket_of(sender)
-    assert ticket["number"] in seen[8]
+    assert ticket["number"] in seen[9]
     assert all(ticket["steps"][s] for s in STEPS), ticket["steps"]
     assert [ticket["steps"][s] for s in STEPS] == sorted(ticket["steps"][s] for s in STEPS)
     assert ticket["facts"]["product"] == "fridge" and ticket["facts"]["order_id"] == "JD240512345678"
@@ -90,10 +90,14 @@ def test_awkward_input_gets_a_clear_reply(stack, message):
     sender = f"rest-odd-{abs(hash(message)) % 10_000}"
     replies = stack.send(sender, message)
     assert replies and all(r.get("text") for r in replies)
-    # Nothing is lost: the tracker holds the message as sent.
+    # Nothing is lost: the tracker holds the message as sent, or, over 4,000 characters, the part the NLU read, and
+    # the customer is told (issue 18: cut before the NLU).
     tracker = stack.tracker(conversation_id("rest", sender))
     user_texts = [e.get("text") for e in tracker["events"] if e["event"] == "user"]
-    assert message in user_texts or (message == "" and user_texts)
+    if len(message) > 4000:
+        assert message[:4000] in user_texts and "4000" in texts(replies)
+    else:
+        assert message in user_texts or (message == "" and user_texts)
 
 
 @pytest.mark.parametrize("message, expected, language", [

@@ -111,7 +111,10 @@ def test_chinese_complaint_goes_through_all_six_steps(tools):
     out = chat.say("不知道", "inform")
     assert "购买" in joined(out) or "订单号" in joined(out)
     out = chat.say("订单号是JD240512345678", "inform")
-    assert "地址" in joined(out)  # the order gave the phone: not asked
+    # An order number alone never links a customer (issue 18): the phone is asked, and the one on the order links it.
+    assert "手机" in joined(out) and "王芳" not in joined(out) and "13812345678" not in joined(out)
+    out = chat.say("13812345678", "inform")
+    assert "地址" in joined(out)
     out = chat.say("北京市朝阳区望京西路8号院3号楼1单元502", "inform")
     assert "时间" in joined(out)
     out = chat.say("明天下午", "inform")
@@ -162,7 +165,10 @@ def test_english_complaint_goes_through_all_six_steps(tools):
     out = chat.say("XQG100-HBD14126L", "inform")
     assert "buy" in joined(out).lower() or "order" in joined(out).lower()
     out = chat.say("TM2026101500123", "inform")
-    # That order belongs to another customer's phone? No phone given yet: accepted, and the phone comes with it.
+    # No phone given yet: what was bought is taken from the order, who bought it only with the phone on it
+    # (issue 18: an order number alone never links a customer).
+    assert "mobile" in joined(out).lower() and "13998765432" not in joined(out)
+    out = chat.say("13998765432", "inform")
     assert "address" in joined(out).lower()
     out = chat.say("Room 1202, 18 Tiyu West Road, Tianhe District, Guangzhou", "inform")
     assert "when" in joined(out).lower()
@@ -232,6 +238,7 @@ def test_second_rejection_escalates_to_a_person(tools):
     chat.say("yes", "affirm")
     chat.say("BCD-470WDPG", "inform")
     chat.say("order JD240512345678", "inform")
+    chat.say("13812345678", "inform")  # the phone on the order (an order number alone links nobody)
     chat.say("Flat 3, 8 Wangjing West Road, Chaoyang District, Beijing", "inform")
     chat.say("after 6pm tomorrow", "inform")
     assert chat.state["step"] == "opinion"
@@ -469,7 +476,7 @@ def test_installation_before_delivery_is_refused_and_after_delivery_is_booked(to
 def test_address_outside_every_service_area_gets_a_person(tools):
     chat = Chat(tools, "far-away", language="en")
     book_repair(chat, [("the TV has no picture, send someone", "request_repair"), ("yes", "affirm"),
-                       ("55E3F", "inform"), ("order SO2026101500321", "inform"),
+                       ("55E3F", "inform"), ("order SO2026101500321", "inform"), ("13700001111", "inform"),
                        ("12 Zhongshan Road, Gulou District, Nanjing", "inform"), ("tomorrow", "inform")])
     while chat.state.get("step") == "opinion":
         out = chat.say("ok", "affirm")
@@ -587,7 +594,8 @@ def test_awkward_input_at_every_step_gets_a_reply_and_the_script_goes_on(tools, 
     and the script still reaches the end with the ordinary answers."""
     chat = Chat(tools, f"odd-{abs(hash(awkward)) % 100_000}")
     script = [("冰箱不制冷了，肉都坏了", "complain"), ("就这些，你们看怎么办", "complain"), ("对", "affirm"),
-              ("不知道", "deny"), ("订单号JD240512345678", "inform"), ("北京市朝阳区望京西路8号院3号楼1单元502", "inform"),
+              ("不知道", "deny"), ("订单号JD240512345678", "inform"), ("13812345678", "inform"),
+              ("北京市朝阳区望京西路8号院3号楼1单元502", "inform"),
               ("明天下午", "inform")]
     for text, intent in script:
         out = chat.say(awkward, "nlu_fallback" if awkward.strip() else None)

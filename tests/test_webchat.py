@@ -46,6 +46,7 @@ ZH_LINES = [
     "对，就是这样",
     "不知道型号",
     "订单号JD240512345678",
+    "13812345678",  # the phone on the order: an order number alone links nobody (issue 18)
     "北京市朝阳区望京西路8号院3号楼1单元502",
     "明天下午",
     "可以",
@@ -412,7 +413,8 @@ def test_chinese_complaint_through_the_widget(chat_factory, stack):
     assert "买" in "\n".join(chat.press("不知道"))  # the model is not known; next: when was it bought
     chat.say(ZH_LINES[5])
     chat.say(ZH_LINES[6])
-    proposal = "\n".join(chat.say(ZH_LINES[7]))
+    chat.say(ZH_LINES[7])
+    proposal = "\n".join(chat.say(ZH_LINES[8]))
     assert "依据条款" in proposal
     assert "可以" in chat.quick_replies()
     closing = "\n".join(chat.press("可以"))
@@ -505,6 +507,7 @@ def test_english_interface_and_replies(chat_factory, stack):
     assert "model" in "\n".join(chat.press("Yes")).lower()
     chat.say("XQG100-HBD14126L")
     chat.say("order TM2026101500123")
+    chat.say("13998765432")  # the phone on the order
     chat.say("Room 1202, 18 Tiyu West Road, Tianhe District, Guangzhou")
     proposal = "\n".join(chat.say("tomorrow afternoon"))
     assert not has_cjk(proposal) and "clause" in proposal.lower()

@@ -364,6 +364,8 @@ class WebChatInput(SocketIOInput):
                 return
             if verdict.cut:
                 metadata["message_cut"] = len(text)
+            if address:
+                metadata["client_address"] = address
             message = UserMessage(verdict.text, output, conversation_id("webchat", sender_id),
                                   input_channel=self.name(), metadata=metadata)
             await on_new_message(message)

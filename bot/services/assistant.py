@@ -14,6 +14,7 @@ from typing import Callable
 
 from bot.services import problems as problem_lexicon
 from bot.services.conversation import Button, Message, Reply, Turn
+from bot.services.ownership import Ownership
 from bot.services.records import Records, purchase_facts
 from bot.services.tickets import SLA, TicketBook, TicketError, as_utc
 from bot.services.visit_flow import INSTALL_FACTS, NEW_REQUESTS, VISIT_KINDS, VisitSteps
@@ -106,7 +107,7 @@ class Assistant(VisitSteps):
             if flow == "complaint" and state.get("ticket"):
                 with self.tools.uow() as uow:
                     book = self.book(uow)
-                    ticket = book.get(state["ticket"])
+                    ticket = self.owned(uow, state["ticket"], turn)
                     if ticket is not None:
                         book.append_account(ticket, text, turn.now)
                         uow.commit()
@@ -117,7 +118,7 @@ class Assistant(VisitSteps):
             out.append(self.msg("language_switched", turn))
             if flow == "complaint" and state.get("step") == "confirm" and state.get("ticket"):
                 with self.tools.uow() as uow:
-                    ticket = self.book(uow).get(state["ticket"])
+                    ticket = self.owned(uow, state["ticket"], turn)
                     if ticket is not None:
                         out.append(Message(self.restatement(ticket, turn.language), self.yes_no(turn, "btn_not_quite")))
                         return Reply(out, state)
@@ -272,8 +273,8 @@ class Assistant(VisitSteps):
         intent = turn.intent
         with self.tools.uow() as uow:
             book = self.book(uow)
-            ticket = book.get(state["ticket"])
-            if ticket is None:  # the record is gone (e.g. demo reset): start over cleanly
+            ticket = self.owned(uow, state["ticket"], turn)
+            if ticket is None:  # the record is gone (e.g. demo reset), or not this conversation's: start over
                 return self.idle_turn(turn, {})
             if intent == "request_human":
                 reply = self.handoff_on(ticket, book, turn, state, "customer_request")
@@ -354,8 +355,17 @@ class Assistant(VisitSteps):
             elif found is not None and self.order_belongs(found, ticket, facts):
                 facts.update(self.facts_from_purchase(found))
                 book.link_customer(ticket, found.customer, found, turn.now)
+            elif found is not None and not (facts.get("phone") or ticket.phone):
+                # An order number alone never links a customer: what was bought (product, model, dates) is used,
+                # who bought it (name, phone, earlier tickets) only once the phone on the order is given.
+                facts.update(self.facts_from_purchase(found, with_customer=False))
+                book.link_customer(ticket, None, found, turn.now)
             elif found is not None:
                 out.append(self.msg("order_not_yours", turn))
+        elif facts.get("phone") and ticket.purchase is not None and ticket.customer is None:
+            if self.order_belongs(ticket.purchase, ticket, facts):  # the phone that proves the order came later
+                facts.update({"customer_name": ticket.purchase.customer.name} if ticket.purchase.customer else {})
+                book.link_customer(ticket, ticket.purchase.customer, None, turn.now)
         if turn.entity("address") and ADDRESS_RE.search(turn.entity("address") or ""):
             facts["address"] = turn.entity("address")
         book.record_facts(ticket, facts, turn.now, actor="customer")
@@ -375,13 +385,17 @@ class Assistant(VisitSteps):
         return out
 
     def order_belongs(self, purchase, ticket: Ticket, new_facts: dict) -> bool:
+        """An order is this customer's when it has no customer, or when the phone given is the one on it."""
         phone = new_facts.get("phone") or ticket.phone
-        return not phone or not purchase.customer or purchase.customer.phone == phone
+        return not purchase.customer or (bool(phone) and purchase.customer.phone == phone)
 
-    def facts_from_purchase(self, purchase) -> dict:
+    def facts_from_purchase(self, purchase, with_customer: bool = True) -> dict:
         p = purchase_facts(purchase)
-        return {"order_id": p.order_id, "product": p.category, "model": p.model, "purchase_date": p.purchase_date,
-                "phone": p.customer_phone, "customer_name": purchase.customer.name if purchase.customer else None}
+        facts = {"order_id": p.order_id, "product": p.category, "model": p.model, "purchase_date": p.purchase_date}
+        if with_customer:
+            facts.update(phone=p.customer_phone,
+                         customer_name=purchase.customer.name if purchase.customer else None)
+        return facts
 
     def vent_finished(self, turn: Turn, state: dict, first: bool = False) -> bool:
         text = (turn.text or "").strip()
@@ -767,7 +781,7 @@ class Assistant(VisitSteps):
             return None
         with self.tools.uow() as uow:
             book = self.book(uow)
-            ticket = book.get(state.get("last_ticket", ""))
+            ticket = self.owned(uow, state.get("last_ticket"), turn)
             if ticket is not None:
                 book.record_satisfaction(ticket, score, turn.now)
                 uow.commit()
@@ -778,8 +792,7 @@ class Assistant(VisitSteps):
     def start_handoff(self, turn: Turn, state: dict, reason: str) -> Reply:
         with self.tools.uow() as uow:
             book = self.book(uow)
-            number = state.get("ticket") or state.get("last_ticket")
-            ticket = book.get(number) if number else None
+            ticket = self.owned(uow, state.get("ticket") or state.get("last_ticket"), turn)
             if ticket is not None and ticket.status in (TicketStatus.resolved.value, TicketStatus.closed.value):
                 ticket = None  # that case is finished: asking for a person now is a new inquiry
             if ticket is None:
@@ -831,7 +844,7 @@ class Assistant(VisitSteps):
         carry_on: dict = {}
         with self.tools.uow() as uow:
             book = self.book(uow)
-            ticket = book.get(state.get("ticket", ""))
+            ticket = self.owned(uow, state.get("ticket"), turn)
             desk = self.desk(book)
             handoff = desk.open_for(turn.conversation_id) if ticket is not None else None
             if handoff is None:
@@ -888,24 +901,17 @@ class Assistant(VisitSteps):
         with self.tools.uow() as uow:
             book = self.book(uow)
             found: list[Ticket] = []
-            if state.get("number"):
-                ticket = book.get(state["number"])
-                if ticket is not None and book.visible_to(ticket, conversation_id=turn.conversation_id,
-                                                          phone=state.get("phone")):
-                    found = [ticket]
-                elif ticket is not None and not state.get("phone"):
-                    return Reply([self.msg("status_need_phone", turn)], state)
-                elif state.get("phone") or ticket is None:
+            if state.get("number") or state.get("phone"):
+                found, ask = self.prove_tickets(uow, book, turn, number=state.get("number"), phone=state.get("phone"),
+                                                order_id=state.get("order_id"))
+                uow.commit()  # a proof, or a failed attempt, is kept whatever is answered
+                if ask == "status_mismatch":
                     return self.status_mismatch(turn, state)
-            elif state.get("phone"):
-                if not state.get("order_id"):
-                    return Reply([self.msg("status_need_second", turn)], state)
-                try:
-                    found = book.find_by_phone(state["phone"], order_id=state.get("order_id"))
-                except TicketError:
-                    return Reply([self.msg("status_need_second", turn)], state)
-                if not found:
-                    return self.status_mismatch(turn, state)
+                if ask == "lookup_locked":
+                    return Reply([self.msg(ask, turn)], {"last_ticket": state["last_ticket"]}
+                                 if state.get("last_ticket") else {})
+                if ask:
+                    return Reply([self.msg(ask, turn)], state)
             else:
                 if not first:
                     return Reply([self.msg("status_need_phone", turn)], state)
@@ -916,6 +922,43 @@ class Assistant(VisitSteps):
                     return Reply([self.msg("status_ask", turn)], state)
             out = [self.status_message(turn, t) for t in found[:3]]
             return Reply(out, {"last_ticket": found[0].number})
+
+    def prove_tickets(self, uow: UnitOfWork, book: TicketBook, turn: Turn, *, number: str | None,
+                      phone: str | None, order_id: str | None) -> tuple[list[Ticket], str | None]:
+        """The tickets this conversation may see: its own by number, or another's proved with the phone plus the
+        ticket or order number (the proof is recorded in the database). Otherwise what to ask or say
+        (status_need_phone, status_need_second, status_mismatch, lookup_locked). Failed attempts are counted per
+        ticket, client address and conversation; the caller commits."""
+        own = Ownership(uow.session)
+        ticket = book.get(number) if number else None
+        if own.owns(ticket, turn.conversation_id):
+            return [ticket], None
+        scope = dict(ticket_number=number, address=turn.client, conversation_id=turn.conversation_id, now=turn.now)
+        if own.blocked(**scope):
+            return [], "lookup_locked"
+        if number:
+            if ticket is not None and not phone:
+                return [], "status_need_phone"
+            if ticket is not None and book.visible_to(ticket, phone=phone):
+                own.grant(ticket, turn.conversation_id, "phone+number", turn.now)
+                return [ticket], None
+            own.failed(**scope)
+            return [], "status_mismatch"
+        if not phone:
+            return [], None
+        if not order_id:
+            return [], "status_need_second"
+        found = book.find_by_phone(phone, order_id=order_id)
+        if not found:
+            own.failed(**scope)
+            return [], "status_mismatch"
+        for each in found:
+            own.grant(each, turn.conversation_id, "phone+order", turn.now)
+        return found, None
+
+    def owned(self, uow: UnitOfWork, number: str | None, turn: Turn) -> Ticket | None:
+        """The ticket named in the script's state, if this conversation may use it (re-read on every turn)."""
+        return Ownership(uow.session).owned(number, turn.conversation_id)
 
     def status_mismatch(self, turn: Turn, state: dict) -> Reply:
         state["status_fails"] = state.get("status_fails", 0) + 1
@@ -1011,7 +1054,7 @@ class Assistant(VisitSteps):
         if match and state.get("last_ticket"):
             with self.tools.uow() as uow:
                 book = self.book(uow)
-                ticket = book.get(state["last_ticket"])
+                ticket = self.owned(uow, state["last_ticket"], turn)
                 if ticket is not None:
                     book.record_satisfaction(ticket, int(match.group(1)), turn.now)
                     uow.commit()

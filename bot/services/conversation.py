@@ -21,6 +21,7 @@ class Turn:
     detected: str | None = None  # language of this very message: zh, en, other, or None (no words)
     detected_confidence: float = 0.0
     anger: float = 0.0
+    client: str | None = None  # the client's address (REST, web chat) or Telegram user, for look-up limits
 
     def entity(self, name: str) -> str | None:
         for ent in self.entities:

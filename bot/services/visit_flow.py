@@ -172,13 +172,21 @@ class VisitSteps:
         if turn.intent == "affirm":
             window = self.window_obj(state["windows"][state["chosen"]])
             visits = self.visits(uow)
+            live = visits.live_visit(ticket)
+            if live is not None and not state.get("reschedule_visit_id"):
+                return self.already_booked(turn, state, ticket, live)  # a replayed or repeated confirmation
             try:
                 if state.get("reschedule_visit_id"):
                     old = uow.session.get(Visit, state["reschedule_visit_id"])
+                    if old is None or old.ticket_id != ticket.id:  # never a visit of another ticket
+                        raise VisitError("visit_not_found", "not this ticket's visit")
                     visit = visits.reschedule(old, window, turn.now)
                 else:
                     visit = visits.book(ticket=ticket, window=window, address=ticket.address or "", now=turn.now)
             except VisitError as err:
+                if err.code == "already_booked":  # the database's one-live-visit rule caught a race
+                    uow.rollback()
+                    return self.already_booked(turn, state, ticket, visits.live_visit(ticket))
                 if err.code == "slot_taken":
                     return [self.msg("visit_taken", turn)] + self.offer_windows(turn, state, ticket, book, uow)
                 return [self.msg("visit_failed", turn)] + self.offer_windows(turn, state, ticket, book, uow)
@@ -199,6 +207,15 @@ class VisitSteps:
             return self.offer_windows(turn, state, ticket, book, uow, when=choice)
         state["step"] = "visit_pick"
         return [self.msg("visit_ask_other_time", turn)]
+
+    def already_booked(self, turn: Turn, state: dict, ticket: Ticket, visit: Visit | None) -> list[Message]:
+        state.clear()
+        state["last_ticket"] = ticket.number
+        if visit is None:
+            return [self.msg("visit_failed", turn)]
+        name = (visit.engineer.name_zh if turn.language == "zh" else visit.engineer.name_en) if visit.engineer else "-"
+        return [self.msg("visit_already_booked", turn, number=ticket.number, time=self.visit_label(visit, turn.language),
+                         engineer=name)]
 
     def symptom_text(self, ticket: Ticket, lang: str) -> str:
         from bot.services import problems
@@ -264,9 +281,9 @@ class VisitSteps:
             book = self.book(uow)
             visits = self.visits(uow)
             if not state.get("visit_id"):
-                ticket = self.identify_ticket(turn, state, book)
+                ticket = self.identify_ticket(turn, state, book, uow)
+                uow.commit()  # a proof, or a failed attempt, is kept whatever is answered
                 if ticket is None:
-                    uow.commit()
                     return Reply([self.msg(state.pop("_ask", "visit_change_need_ticket"), turn)], state)
                 visit = visits.live_visit(ticket)
                 if visit is None:
@@ -280,8 +297,11 @@ class VisitSteps:
                                            number=ticket.number)], state)
                 state["step"] = "reschedule_when"
                 return Reply([self.msg("visit_reschedule_when", turn, time=label, number=ticket.number)], state)
-            ticket = book.get(state["ticket"])
-            visit = uow.session.get(Visit, state["visit_id"])
+            # Re-read from the database: the ticket must still be this conversation's, the visit that ticket's.
+            ticket = self.owned(uow, state.get("ticket"), turn)
+            visit = uow.session.get(Visit, state["visit_id"]) if ticket is not None else None
+            if visit is None or visit.ticket_id != ticket.id:
+                return Reply([self.msg("visit_change_need_ticket", turn)], {})
             step = state.get("step")
             if step == "cancel_confirm":
                 if turn.intent == "affirm":
@@ -303,7 +323,9 @@ class VisitSteps:
                 return Reply(out, flow_state)
         return Reply([], {"last_ticket": state.get("last_ticket")})
 
-    def identify_ticket(self, turn: Turn, state: dict, book: TicketBook) -> Ticket | None:
+    def identify_ticket(self, turn: Turn, state: dict, book: TicketBook, uow) -> Ticket | None:
+        """The ticket whose visit is to change: this conversation's own, or one proved with the phone plus the
+        ticket or order number (Assistant.prove_tickets). None, with `state["_ask"]` set, otherwise."""
         number = turn.entity("ticket_number")
         phone = turn.entity("phone")
         if phone:
@@ -311,26 +333,15 @@ class VisitSteps:
         if number:
             state["number"] = number.upper()
         candidate = state.get("number") or state.get("last_ticket")
-        if candidate:
-            ticket = book.get(candidate)
-            if ticket is not None and book.visible_to(ticket, conversation_id=turn.conversation_id,
-                                                      phone=state.get("phone")):
-                return ticket
-            if ticket is not None and not state.get("phone"):
-                state["_ask"] = "status_need_phone"
-                return None
-            state.pop("number", None)
-            state["_ask"] = "status_mismatch"
+        if not candidate and not state.get("phone"):
             return None
-        if state.get("phone"):
-            order_id = turn.entity("order_id")
-            if not order_id:
-                state["_ask"] = "status_need_second"
-                return None
-            found = book.find_by_phone(state["phone"], order_id=order_id)
-            if found:
-                return found[0]
-            state["_ask"] = "status_mismatch"
+        found, ask = self.prove_tickets(uow, book, turn, number=candidate, phone=state.get("phone"),
+                                        order_id=None if candidate else turn.entity("order_id"))
+        if found:
+            return found[0]
+        if ask in ("status_mismatch", "lookup_locked"):
+            state.pop("number", None)
+        state["_ask"] = ask or "visit_change_need_ticket"
         return None
 
     def visit_label(self, visit: Visit, lang: str) -> str:

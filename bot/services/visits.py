@@ -24,11 +24,12 @@ log = logging.getLogger(__name__)
 CATEGORIES = ("air_conditioner", "fridge", "washing_machine", "water_heater", "tv", "range_hood", "dishwasher",
               "gas_hob", "microwave")
 ERROR_CODES = ("outside_service_area", "no_engineer", "past", "outside_working_hours", "slot_taken", "not_delivered",
-               "visit_not_found", "bad_window")
+               "visit_not_found", "bad_window", "already_booked")
 LEAD_TIME = timedelta(hours=1)  # no window starts sooner than this after `now`
 HORIZON = timedelta(days=14)  # how far ahead windows are looked for
 BOOKED, CANCELLED = "booked", "cancelled"
 UNIQUE_INDEX = "uq_visit_engineer_start_live"
+TICKET_LIVE_INDEX = "uq_visit_ticket_live"  # one live visit per ticket
 
 
 class VisitError(Exception):
@@ -386,13 +387,22 @@ def _aware(value: datetime, name: str) -> datetime:
     return value
 
 
-def _is_slot_taken(exc: IntegrityError) -> bool:
+def _violates(exc: IntegrityError, index: str, sqlite_columns: str) -> bool:
+    """Whether `exc` is a violation of the unique index `index` (on PostgreSQL by name; SQLite names the columns)."""
     orig = getattr(exc, "orig", None)
     diag = getattr(orig, "diag", None)
     if diag is not None and getattr(diag, "constraint_name", None):
-        return diag.constraint_name == UNIQUE_INDEX
+        return diag.constraint_name == index
     message = str(orig or exc)
-    return UNIQUE_INDEX in message or "UNIQUE constraint failed: visits.engineer_id, visits.start" in message
+    return index in message or f"UNIQUE constraint failed: {sqlite_columns}" in message
+
+
+def _is_slot_taken(exc: IntegrityError) -> bool:
+    return _violates(exc, UNIQUE_INDEX, "visits.engineer_id, visits.start")
+
+
+def _is_second_live_visit(exc: IntegrityError) -> bool:
+    return _violates(exc, TICKET_LIVE_INDEX, "visits.ticket_id")
 
 
 # ---------------------------------------------------------------------------------------------- the book
@@ -543,6 +553,8 @@ class VisitBook:
                 self.session.add(visit)
                 self.session.flush()
         except IntegrityError as exc:
+            if _is_second_live_visit(exc):
+                raise VisitError("already_booked", f"ticket {ticket.number} has a booked visit") from exc
             if not _is_slot_taken(exc):
                 raise
             raise VisitError("slot_taken", f"{window.engineer_code} {start.isoformat()}") from exc
@@ -598,9 +610,16 @@ class VisitBook:
             raise VisitError("visit_not_found", f"visit {visit.id} is {visit.status}")
         if window.engineer_id == visit.engineer_id and as_utc(window.start) == as_utc(visit.start):
             return visit  # already there
-        new = self._insert(visit.ticket, window, visit.address, now)
+        # The old visit stops being live first (one live visit per ticket), and is live again if the new window
+        # cannot be had.
         visit.status = CANCELLED
         self.session.flush()
+        try:
+            new = self._insert(visit.ticket, window, visit.address, now)
+        except VisitError:
+            visit.status = BOOKED
+            self.session.flush()
+            raise
         visit.ticket.updated_at = now
         add_event(self.session, visit.ticket, "visit_rescheduled", actor, now, visit_id=new.id, previous_visit_id=visit.id,
                   **{"from": {"engineer": visit.engineer.code, "start": iso(visit.start), "end": iso(visit.end)},

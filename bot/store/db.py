@@ -1,6 +1,7 @@
 """Engines, sessions and the unit of work; schema upgrades through Alembic."""
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -51,8 +52,53 @@ def make_engine(url: str, **kwargs) -> Engine:
     return create_engine(url, future=True, **kwargs)
 
 
+class TurnAbandoned(Exception):
+    """The turn this work belongs to timed out and was answered without it: it must not commit."""
+
+
+class TurnGate:
+    """Decides once, under a lock, whether a conversation turn's work lands: either its first commit starts before
+    the turn is given up (and the turn waits for the work to finish), or the turn is given up first and every commit
+    of that work raises TurnAbandoned (rolled back). A turn that timed out is never committed later.
+    (actions/flow.py runs the script in a thread with a time-out; the thread cannot be stopped, only fenced.)"""
+
+    _current = threading.local()
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._committing = False
+
+    def run(self, fn, *args):
+        """Call fn(*args) in this thread with the gate in force for every UnitOfWork commit it makes."""
+        TurnGate._current.gate = self
+        try:
+            return fn(*args)
+        finally:
+            TurnGate._current.gate = None
+
+    def admit_commit(self) -> None:
+        with self._lock:
+            if self._abandoned:
+                raise TurnAbandoned("the turn timed out: its work is rolled back")
+            self._committing = True
+
+    def abandon(self) -> bool:
+        """Give the turn up: True if none of its work has committed or will; False if a commit has begun (wait)."""
+        with self._lock:
+            if self._committing:
+                return False
+            self._abandoned = True
+            return True
+
+    @classmethod
+    def current(cls) -> "TurnGate | None":
+        return getattr(cls._current, "gate", None)
+
+
 class UnitOfWork:
-    """`with uow: ...; uow.commit()` — leaving the block without commit rolls back."""
+    """`with uow: ...; uow.commit()` — leaving the block without commit rolls back. Inside a turn run through a
+    TurnGate, a commit after the turn was given up raises TurnAbandoned instead."""
 
     def __init__(self, session_factory: Callable[[], Session]):
         self._session_factory = session_factory
@@ -70,6 +116,9 @@ class UnitOfWork:
 
     def commit(self) -> None:
         assert self.session is not None
+        gate = TurnGate.current()
+        if gate is not None:
+            gate.admit_commit()
         self.session.commit()
 
     def rollback(self) -> None:

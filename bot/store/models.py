@@ -224,6 +224,14 @@ class Visit(Base):
             postgresql_where=text("status = 'booked'"),
             sqlite_where=text("status = 'booked'"),
         ),
+        # One live visit per ticket: a replayed confirmation or a race cannot book a second one.
+        Index(
+            "uq_visit_ticket_live",
+            "ticket_id",
+            unique=True,
+            postgresql_where=text("status = 'booked'"),
+            sqlite_where=text("status = 'booked'"),
+        ),
     )
     id = Column(Integer, primary_key=True)
     ticket_id = Column(Integer, ForeignKey("tickets.id", ondelete="CASCADE"), nullable=False, index=True)
@@ -321,3 +329,28 @@ class Handoff(Base):
     callback_due = Column(DateTime(timezone=True))
     ticket = relationship("Ticket")
     agent = relationship("Agent")
+
+
+# --- issue 18: who may see and change a ticket -----------------------------------------------------------------
+class TicketAccess(Base):
+    """A conversation that proved it may see and change a ticket it did not open (phone + order number, ...).
+    The conversation that opened a ticket needs no row: `tickets.conversation_id` is its proof."""
+
+    __tablename__ = "ticket_access"
+    __table_args__ = (UniqueConstraint("conversation_id", "ticket_id", name="uq_ticket_access"),)
+    id = Column(Integer, primary_key=True)
+    conversation_id = Column(String(160), nullable=False, index=True)
+    ticket_id = Column(Integer, ForeignKey("tickets.id", ondelete="CASCADE"), nullable=False)
+    method = Column(String(32), nullable=False)  # how it was proved: phone+order, phone+number
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+class LookupAttempt(Base):
+    """Failed look-ups of someone else's ticket, counted per scope (`ticket:<number>`, `address:<client>`,
+    `conversation:<id>`) in the database, so the limits hold across server instances."""
+
+    __tablename__ = "lookup_attempts"
+    __table_args__ = (Index("ix_lookup_attempts_scope_at", "scope", "at"),)
+    id = Column(Integer, primary_key=True)
+    scope = Column(String(200), nullable=False)
+    at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
