@@ -18,20 +18,13 @@ from sqlalchemy.orm import Session
 from bot.services.conversation import conversation_id
 from bot.store.models import Ticket, Visit
 from bot.texts import load_texts
-from tests.fake_bot_api import FakeBotAPI
 from tests.stack import MODEL, Stack
-from tests.test_telegram import SECRET, TOKEN, deliver, new_chat, text_update, texts_of
+from tests.test_telegram import SECRET, TOKEN, api, deliver, new_chat, text_update, texts_of  # noqa: F401 - api: the
+# fake Bot API server fixture
 
 pytestmark = pytest.mark.slow
 ALLOWED = "https://shop.example.com"
 TEXTS = load_texts()
-
-
-@pytest.fixture(scope="module")
-def api():
-    fake = FakeBotAPI(TOKEN).start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture(scope="module")
