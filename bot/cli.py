@@ -210,5 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bot.pii import install_log_masking
+
+    install_log_masking()  # the outbox runner, the Telegram poller and every command log through the same mask
     args = build_parser().parse_args(argv)
     return args.func(args)

@@ -8,6 +8,8 @@ Two differences, both about memory (docs/PERFORMANCE.md, changes 11 and 20):
   layer library) is imported as if TensorFlow were not installed: it would import it only to offer TensorFlow
   layers, which blank spaCy pipelines do not use.
 `BOT_DEFER_TENSORFLOW=0` turns the second off.
+Every log line is masked for personal data (bot/pii.py), in this process and, through actions/__init__.py, in the
+action server.
 """
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ import sys
 
 def prepare() -> None:
     """What the launcher does before Rasa is imported."""
+    from bot.pii import install_log_masking
+
+    install_log_masking()  # no phone number or address in any log line (bot/pii.py)
     sys.modules.setdefault("jax", None)  # type: ignore[arg-type]  # makes `import jax` raise ImportError
     if os.environ.get("BOT_DEFER_TENSORFLOW", "1") != "0":
         from bot import lazy_imports
