@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -16,9 +14,9 @@ import sqlalchemy as sa
 
 from bot.pii import PersonalDataFilter, install_log_masking, mask_text
 from bot.services.tickets import TicketBook
-from bot.settings import ROOT
 from bot.store.db import UnitOfWork, make_engine, session_factory
 from bot.store.models import Attachment, Customer, Ticket, TicketEvent, Visit
+from tests.test_cli import run_cli
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = datetime.now(timezone.utc)
@@ -72,11 +70,6 @@ def test_log_lines_are_masked_whatever_the_handler(caplog):
 
 
 # ---------------------------------------------------------------------------------------------- the CLI
-def run_cli(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bot", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
-
-
 @pytest.fixture
 def env(tmp_path):
     env = dict(os.environ, BOT_VAR_DIR=str(tmp_path), BOT_DATABASE_URL=f"sqlite:///{tmp_path / 'records.db'}",
