@@ -186,7 +186,7 @@ async def widget_case(url: str, index: int, item: dict) -> list[str]:
     except Exception as exc:  # noqa: BLE001 - a refused connection or a time-out is a finding, not a crash here
         found.append(f"widget #{index} {item['kind']}: {exc.__class__.__name__}: {exc}")
     finally:
-        await client.disconnect()
+        await client.eio.disconnect(abort=True)  # a polite one waits out the long-poll (30 s)
     return found
 
 
