@@ -58,10 +58,11 @@ def wait_for(url: str, seconds: float, proc: subprocess.Popen, log: Path) -> Non
 
 
 class Stack:
-    """`extra_env` reaches both servers; `credentials` replaces credentials.yml (e.g. to add a channel)."""
+    """`extra_env` reaches both servers; `credentials` replaces credentials.yml (e.g. to add a channel);
+    `endpoints_extra` is appended to the endpoints file (e.g. a tracker store, which is in memory without it)."""
 
     def __init__(self, tmp: Path, db_url: str | None = None, extra_env: dict | None = None,
-                 credentials: Path | None = None):
+                 credentials: Path | None = None, endpoints_extra: str = ""):
         self.tmp = tmp
         self.db_url = db_url or f"sqlite:///{tmp / 'service.db'}"
         self.rasa_port = free_port()
@@ -69,6 +70,7 @@ class Stack:
         self.procs: list[subprocess.Popen] = []
         self.extra_env = extra_env or {}
         self.credentials = credentials or ROOT / "credentials.yml"
+        self.endpoints_extra = endpoints_extra
 
     def env(self) -> dict:
         env = dict(os.environ, **self.extra_env)
@@ -82,7 +84,8 @@ class Stack:
         subprocess.run([str(VENV_BIN / "python"), "-m", "bot", "db", "seed"], cwd=ROOT, env=env, check=True,
                        capture_output=True)
         endpoints = self.tmp / "endpoints.yml"
-        endpoints.write_text(f'action_endpoint:\n  url: "http://127.0.0.1:{self.actions_port}/webhook"\n')
+        endpoints.write_text(f'action_endpoint:\n  url: "http://127.0.0.1:{self.actions_port}/webhook"\n'
+                             + self.endpoints_extra)
         alog, rlog = self.tmp / "actions.log", self.tmp / "rasa.log"
         actions = subprocess.Popen([str(VENV_BIN / "rasa"), "run", "actions", "--actions", "actions", "--port",
                                     str(self.actions_port)], cwd=ROOT, env=env, stdout=alog.open("w"),
