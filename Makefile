@@ -13,23 +13,45 @@ export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup train run test shell eval bench db clean check-python
+.PHONY: help setup train run test shell eval bench db clean check-python tools audit hostile fuzz-console
 
 help:
 	@echo "make run    - install, train if needed, set up the database, serve the bot (REST on 127.0.0.1:5005)"
 	@echo "make test   - install, train if needed, validate the data and run every test"
 	@echo "make setup | train | shell | eval | bench | db | clean"
+	@echo "make audit (pip-audit) | hostile (hostile inputs, every channel) | fuzz-console (schemathesis) | tools"
 
 check-python:
 	@if [ -z "$(PYTHON_SYS)" ]; then \
 	  echo "Python 3.10 is required (Rasa 3.6 supports up to 3.10): put python3.10 on PATH or install it with pyenv (pyenv install 3.10)." >&2; \
 	  exit 1; fi
 
+# Every package with the sha256 of every file PyPI publishes for its version (scripts/lock_hashes.py; docs/SECURITY.md).
 $(VENV)/.installed: requirements.lock | check-python
 	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip wheel
-	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --require-hashes -r requirements.lock
 	touch $@
+
+# pip-audit and schemathesis in a venv of their own: their dependencies would move Rasa's pins.
+TOOLS := .venv-tools
+$(TOOLS)/.installed: requirements-tools.lock | check-python
+	@test -x $(TOOLS)/bin/python || $(PYTHON_SYS) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --require-hashes -r requirements-tools.lock
+	touch $@
+
+tools: $(TOOLS)/.installed
+
+# Known vulnerabilities in requirements.lock, against PyPI's advisory data (docs/SECURITY.md lists the accepted ones).
+audit: setup tools
+	$(PY) scripts/audit.py
+
+# The hostile-input corpus through every channel, all of it (the suite sends all of it over REST, a sample elsewhere).
+hostile: train db
+	BOT_HOSTILE_FULL=1 $(PY) -m pytest tests/test_hostile_input.py -q
+
+# schemathesis over the agent console's OpenAPI on a running stack: no 5xx.
+fuzz-console: train tools
+	$(PY) scripts/fuzz_console.py
 
 setup: check-python $(VENV)/.installed
 
@@ -47,7 +69,7 @@ run: train db
 shell: train db
 	@bash scripts/run.sh --shell
 
-test: train
+test: train tools
 	bash scripts/test.sh
 
 eval: train

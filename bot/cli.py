@@ -6,7 +6,7 @@ import json
 import sys
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.settings import load_settings
 
@@ -36,6 +36,14 @@ def cmd_db_seed(args) -> int:
     app = _app()
     today = datetime.now(settings.timezone).date()
     with app.uow() as uow:
+        from bot.store.models import Ticket
+
+        tickets = uow.session.execute(select(func.count(Ticket.id))).scalar_one()
+        if tickets and not args.if_empty and not args.force:
+            # A full seed resets the catalogue and customers, which wipes every ticket with them.
+            print(f"seed refused: the database holds {tickets} tickets, which a seed would wipe. Use --if-empty to "
+                  f"leave it as it is, or --force to wipe it.", file=sys.stderr)
+            return 2
         if args.if_empty:
             from bot.store.models import Product
 
@@ -176,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_parser("upgrade", help="apply Alembic migrations").set_defaults(func=cmd_db_upgrade)
     seed = db.add_parser("seed", help="(re)load the demo catalogue and customers")
     seed.add_argument("--if-empty", action="store_true", help="only when the database has no catalogue yet")
+    seed.add_argument("--force", action="store_true", help="reload even when the database holds tickets (wipes them)")
     seed.set_defaults(func=cmd_db_seed)
 
     tickets = sub.add_parser("tickets", help="tickets").add_subparsers(dest="command", required=True)
@@ -201,14 +210,19 @@ def build_parser() -> argparse.ArgumentParser:
     # Each group of commands lives with its subject; these modules import little until a command runs.
     from bot.channels.telegram_polling import add_telegram_commands
     from bot.cli_agents import add_agent_commands
+    from bot.cli_privacy import add_privacy_commands
     from bot.cli_visits import add_visit_commands
 
     add_visit_commands(sub)
     add_agent_commands(sub)
+    add_privacy_commands(sub)
     add_telegram_commands(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bot.pii import install_log_masking
+
+    install_log_masking()  # the outbox runner, the Telegram poller and every command log through the same mask
     args = build_parser().parse_args(argv)
     return args.func(args)

@@ -11,6 +11,8 @@ Two differences, both about memory (docs/PERFORMANCE.md, changes 11 and 20):
 
 And the issue 18 fixes to Rasa's message processor (bot/hardening.py): a failed action call gets a plain answer and
 the message is kept, not silence; nothing (not even /restart) is handled while a person holds the conversation.
+Every log line is masked for personal data (bot/pii.py), in this process and, through actions/__init__.py, in the
+action server.
 """
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ import sys
 
 def prepare() -> None:
     """What the launcher does before Rasa is imported."""
+    from bot.pii import install_log_masking
+
+    install_log_masking()  # no phone number or address in any log line (bot/pii.py)
     sys.modules.setdefault("jax", None)  # type: ignore[arg-type]  # makes `import jax` raise ImportError
     if os.environ.get("BOT_DEFER_TENSORFLOW", "1") != "0":
         from bot import lazy_imports

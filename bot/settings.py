@@ -23,6 +23,7 @@ class Settings:
     visit_promise_hours: int = 24
     anger_escalation: float = 0.8
     action_timeout_seconds: float = 10.0
+    retention_days: int = 365  # transcripts and attachments of closed cases (`python -m bot privacy purge`)
     environment: str = "development"
     extra: dict = field(default_factory=dict)
 
@@ -70,5 +71,6 @@ def load_settings(env: dict | None = None) -> Settings:
         resolution_hours=_int(env, "BOT_SLA_RESOLUTION_HOURS", 48),
         follow_up_hours=_int(env, "BOT_FOLLOW_UP_HOURS", 24),
         visit_promise_hours=_int(env, "BOT_VISIT_PROMISE_HOURS", 24),
+        retention_days=_int(env, "BOT_RETENTION_DAYS", 365),
         environment=env.get("BOT_ENV", "development"),
     )

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every test: data validation, pytest (unit, store on SQLite + PostgreSQL, script, REST conversations
-# through the trained model), and the test stories with rasa test.
+# through the trained model), the test stories with rasa test, and the dependency audit (scripts/audit.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv
@@ -32,3 +32,9 @@ fi
 command -v chromium >/dev/null 2>&1 && echo "chromium: $(chromium --version 2>/dev/null || echo present)"
 echo "== pytest"
 "$VENV/bin/python" -m pytest "$@"
+echo "== dependency audit (pip-audit over requirements.lock; docs/SECURITY.md)"
+if [ ! -x .venv-tools/bin/pip-audit ]; then
+  echo "no .venv-tools: the audit needs \`make tools\` (make test does it)" >&2
+  exit 1
+fi
+"$VENV/bin/python" scripts/audit.py

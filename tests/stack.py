@@ -59,10 +59,11 @@ def wait_for(url: str, seconds: float, proc: subprocess.Popen, log: Path) -> Non
 
 
 class Stack:
-    """`extra_env` reaches both servers; `credentials` replaces credentials.yml (e.g. to add a channel)."""
+    """`extra_env` reaches both servers; `credentials` replaces credentials.yml (e.g. to add a channel);
+    `endpoints_extra` is appended to the endpoints file (e.g. a tracker store, which is in memory without it)."""
 
     def __init__(self, tmp: Path, db_url: str | None = None, extra_env: dict | None = None,
-                 credentials: Path | None = None):
+                 credentials: Path | None = None, endpoints_extra: str = ""):
         self.tmp = tmp
         self.db_url = db_url or f"sqlite:///{tmp / 'service.db'}"
         self.rasa_port = free_port()
@@ -70,6 +71,7 @@ class Stack:
         self.procs: list[subprocess.Popen] = []
         self.extra_env = extra_env or {}
         self.credentials = credentials or ROOT / "credentials.yml"
+        self.endpoints_extra = endpoints_extra
         # Closed as `make run` is (scripts/run.sh): an API token, an action server token, a session secret.
         self.api_token = secrets.token_urlsafe(24)
         self.actions_token = secrets.token_urlsafe(24)
@@ -93,7 +95,7 @@ class Stack:
                        capture_output=True)
         endpoints = self.tmp / "endpoints.yml"
         endpoints.write_text(f'action_endpoint:\n  url: "http://127.0.0.1:{self.actions_port}/webhook"\n'
-                             f'  token: "{self.actions_token}"\n')
+                             f'  token: "{self.actions_token}"\n' + self.endpoints_extra)
         self.endpoints = endpoints
         self.actions = self.start_actions(wait=False)
         # Started as scripts/run.sh starts it: `python -m bot.serve run` (bot/serve.py), with the API token and CORS

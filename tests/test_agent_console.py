@@ -321,12 +321,18 @@ def test_case_card_has_purchase_warranty_and_the_customers_earlier_tickets(stack
     assert "return" not in ac["warranty"]["eligible"] and "free_repair" in ac["warranty"]["eligible"]
     assert fridge["purchase"]["shop"] == "京东自营旗舰店" and fridge["warranty"]["in_warranty"] is True
     assert "return" in fridge["warranty"]["eligible"]  # five days after purchase
-    assert fridge["customer"] == {"name": "王芳", "phone": "13812345678", "known": True}
+    # alice does not hold the case yet: the phone and address are hidden from her (PIPL), not from a supervisor.
+    assert fridge["masked"] is True and fridge["customer"] == {"name": "王芳", "phone": "*********78", "known": True}
+    boss = login(stack, "boss")
+    full = call(stack, "GET", f"/api/conversations/{new_fridge}", token=boss)[1]
+    assert full["masked"] is False and full["customer"] == {"name": "王芳", "phone": "13812345678", "known": True}
     assert fridge["labels"]["symptom"]["zh"] == "不制冷" and fridge["facts"]["symptom"] == "not_cooling"
     assert ac["ticket"]["number"] in [t["number"] for t in fridge["history"]["tickets"]]  # same customer
     assert fridge["handoff"]["reason"] == "customer_request" and fridge["queue"]["position"] >= 1
     for sender in (old_ac, new_fridge):
-        assert call(stack, "POST", f"/api/conversations/{rest(sender)}/close", {}, token=alice)[0] == 200
+        # Only the agent holding a case closes it; a supervisor may close any (issue 18).
+        assert call(stack, "POST", f"/api/conversations/{rest(sender)}/close", {}, token=alice)[0] == 403
+        assert call(stack, "POST", f"/api/conversations/{rest(sender)}/close", {}, token=boss)[0] == 200
 
 
 def test_canned_replies_in_both_languages(stack):

@@ -329,9 +329,9 @@ def test_two_agents_claiming_at_once_only_one_wins(pg_engine):
 
 
 # ---------------------------------------------------------------------------------------------- accounts
-def test_passwords_are_salted_scrypt_hashes():
+def test_passwords_are_salted_argon2id_hashes():
     one, two = hash_password("correct horse"), hash_password("correct horse")
-    assert one.startswith("scrypt$16384$8$1$") and one != two  # a salt per hash
+    assert one.startswith("$argon2id$v=19$m=65536,t=3,p=4$") and one != two  # a salt per hash
     assert "correct horse" not in one
     assert check_password("correct horse", one) and check_password("correct horse", two)
     assert not check_password("correct horsE", one)

@@ -54,6 +54,8 @@ PAGE_HEADERS = {
 }
 API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 MAX_TEXT = 4000
+HASHING_CONCURRENCY = 2  # password checks running at once (each argon2id check holds 64 MiB for ~0.1 s)
+HASHING_QUEUE = 32  # sign-ins waiting for a turn before new ones get 503
 TRANSCRIPT_LIMIT = 500
 
 
@@ -181,6 +183,15 @@ class AgentConsoleInput(InputChannel):
     def __init__(self, backend: ConsoleBackend | None = None):
         self._backend = backend
         self._static: dict[str, bytes] = {}
+        self._hashing: asyncio.Semaphore | None = None
+        self._hashing_waiting = 0
+
+    @property
+    def hashing(self) -> asyncio.Semaphore:
+        """At most HASHING_CONCURRENCY password checks at once (made on first use, inside the server's loop)."""
+        if self._hashing is None:
+            self._hashing = asyncio.Semaphore(HASHING_CONCURRENCY)
+        return self._hashing
 
     @property
     def backend(self) -> ConsoleBackend:
@@ -285,6 +296,10 @@ class AgentConsoleInput(InputChannel):
         def ok(data: Any, status: int = 200) -> HTTPResponse:
             return response.json(data, status=status, headers=API_HEADERS, ensure_ascii=False)
 
+        def client_address(request: Request) -> str:
+            # Behind a reverse proxy set SANIC_PROXIES_COUNT=1 (docs/SECURITY.md), so remote_addr is the client's.
+            return str(request.remote_addr or request.ip or "")[:64]
+
         def bearer(request: Request) -> str | None:
             header = request.headers.get("Authorization", "")
             scheme, _, token = header.partition(" ")
@@ -355,23 +370,41 @@ class AgentConsoleInput(InputChannel):
         @bp.route("/api/login", methods=["POST"])
         @guarded
         async def login(request: Request) -> HTTPResponse:
-            from bot.services.handoff import agent_json
+            from bot.services.handoff import SignInThrottled, agent_json
 
             data = body_of(request)
-            name, password = str(data.get("name") or ""), str(data.get("password") or "")
+            name, password = str(data.get("name") or "")[:200], str(data.get("password") or "")[:1024]
+            address = client_address(request)
 
             def work():
                 with backend().uow() as uow:
-                    signed = backend().accounts(uow.session).sign_in(name, password, utcnow())
+                    try:
+                        signed = backend().accounts(uow.session).sign_in(name, password, utcnow(), address=address)
+                    except HandoffError:
+                        uow.commit()  # the failure is counted even though the sign-in is refused
+                        raise
                     uow.commit()
                     return {"token": signed.token, "expires_at": signed.expires_at.isoformat(),
                             "agent": agent_json(signed.agent)}
 
+            if self._hashing_waiting >= HASHING_QUEUE:
+                return error(503, "busy", "too many sign-ins at once; try again in a few seconds")
+            self._hashing_waiting += 1
             try:
-                return ok(await asyncio.to_thread(work))
+                # Each check is a 64 MiB argon2id hash in a worker thread: a few at a time, never on the event loop.
+                async with self.hashing:
+                    return ok(await asyncio.to_thread(work))
+            except SignInThrottled as exc:
+                log.warning("agent console: sign-in throttled (%s) for %r from %s", exc.throttle.by, name[:64],
+                            address)
+                refused = error(429, "throttled", str(exc))
+                refused.headers["Retry-After"] = str(exc.throttle.retry_after_seconds)
+                return refused
             except HandoffError:
-                log.info("agent console: failed sign-in for %r from %s", name[:64], request.ip)
+                log.info("agent console: failed sign-in for %r from %s", name[:64], address)
                 return error(401, "bad_credentials", "wrong name or password")
+            finally:
+                self._hashing_waiting -= 1
 
         @bp.route("/api/logout", methods=["POST"])
         @guarded
@@ -428,7 +461,7 @@ class AgentConsoleInput(InputChannel):
         @bp.route("/api/conversations/<conversation_id:str>", methods=["GET"])
         @guarded
         async def conversation(request: Request, conversation_id: str) -> HTTPResponse:
-            from bot.services.handoff import case_card, may_act, may_view
+            from bot.services.handoff import case_card, holds, masked_card, may_act, may_view
 
             conversation_id = unquote(conversation_id)
 
@@ -439,18 +472,21 @@ class AgentConsoleInput(InputChannel):
                 card = case_card(uow.session, handoff, policy=backend().policy,
                                  today=now.astimezone(backend().settings.timezone).date(), desk=desk, now=now)
                 card["may_act"] = may_act(agent, handoff)
+                card["masked"] = not holds(agent, handoff)
                 return card
 
             card = await as_agent(request, work)
             events, _tracker = await self._tracker_events(request.app, conversation_id)
             card["transcript"] = transcript(events)
             card["cursor"] = len(events)
-            return ok(card)
+            # Personal data only for the agent who holds the case (or a supervisor): PIPL's need-to-know.
+            return ok(masked_card(card) if card["masked"] else card)
 
         @bp.route("/api/conversations/<conversation_id:str>/events", methods=["GET"])
         @guarded
         async def conversation_events(request: Request, conversation_id: str) -> HTTPResponse:
-            from bot.services.handoff import may_act, may_view
+            from bot.pii import mask_value
+            from bot.services.handoff import holds, may_act, may_view
 
             conversation_id = unquote(conversation_id)
             try:
@@ -463,11 +499,13 @@ class AgentConsoleInput(InputChannel):
                 if not may_view(agent, handoff):
                     raise HandoffError("forbidden")
                 return {"status": handoff.status, "agent": handoff.agent.name if handoff.agent else None,
-                        "may_act": may_act(agent, handoff)}
+                        "may_act": may_act(agent, handoff), "masked": not holds(agent, handoff)}
 
             state = await as_agent(request, work)
             events, _tracker = await self._tracker_events(request.app, conversation_id)
-            return ok({"cursor": len(events), "items": transcript(events, start=after), "handoff": state})
+            items = transcript(events, start=after)
+            return ok({"cursor": len(events), "items": mask_value(items) if state["masked"] else items,
+                       "handoff": state})
 
         @bp.route("/api/conversations/<conversation_id:str>/claim", methods=["POST"])
         @guarded
@@ -581,7 +619,8 @@ def openapi_document() -> dict:
     errors = {"401": {"$ref": "#/components/responses/Unauthorised"},
               "403": {"$ref": "#/components/responses/Forbidden"},
               "404": {"$ref": "#/components/responses/NotFound"},
-              "409": {"$ref": "#/components/responses/Conflict"}}
+              "409": {"$ref": "#/components/responses/Conflict"},
+              "429": {"$ref": "#/components/responses/TooManyRequests"}}
     conv = {"name": "conversation_id", "in": "path", "required": True, "schema": {"type": "string"},
             "description": "The customer's conversation (Rasa sender id: REST sender, Telegram chat id, widget "
                            "session id)."}
@@ -614,7 +653,9 @@ def openapi_document() -> dict:
             "/api/login": {"post": dict(op("Sign in", ref("SignIn"), body={
                 "type": "object", "required": ["name", "password"],
                 "properties": {"name": {"type": "string"}, "password": {"type": "string", "format": "password"}}},
-                with_errors=("401",)), security=[])},
+                with_errors=("401", "429"), description="At most 5 failed sign-ins per name and per client "
+                "address in 15 minutes; after that 429 with Retry-After, even with the right password."),
+                security=[])},
             "/api/logout": {"post": op("Sign out (revokes the token)", obj, with_errors=("401",))},
             "/api/me": {"get": op("The signed-in agent", obj, with_errors=("401",))},
             "/api/queue": {"get": op("Waiting and taken conversations the agent may see", ref("Queue"), params=[
@@ -657,7 +698,8 @@ def openapi_document() -> dict:
                 for name, text in (("Unauthorised", "no token, or an expired or revoked one"),
                                    ("Forbidden", "not a conversation this agent may see or act on"),
                                    ("NotFound", "no hand-off for this conversation"),
-                                   ("Conflict", "not in a state for this (e.g. already taken, not taken yet)"))},
+                                   ("Conflict", "not in a state for this (e.g. already taken, not taken yet)"),
+                                   ("TooManyRequests", "too many failed sign-ins; see the Retry-After header"))},
             "schemas": {
                 "Error": {"type": "object", "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}},
                 "Agent": {"type": "object", "properties": {
@@ -694,6 +736,8 @@ def openapi_document() -> dict:
                     "remedy": obj, "purchase": {"type": "object", "nullable": True},
                     "warranty": {"type": "object", "nullable": True}, "history": obj,
                     "notes": {"type": "array", "items": obj}, "may_act": {"type": "boolean"},
+                    "masked": {"type": "boolean", "description": "personal data hidden: the agent does not hold "
+                                                                 "the case (take it over to see it)"},
                     "transcript": {"type": "array", "items": ref("TranscriptItem")}, "cursor": {"type": "integer"}}},
             },
         },

@@ -6,9 +6,7 @@ opening hours and queue figures come from data/seed/desk.yml (`load_desk`). Stat
 """
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import logging
 import math
 import re
@@ -26,6 +24,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from bot.services.sign_in import SignInGuard, Throttle, check_password, dummy_hash, hash_password, needs_rehash
 from bot.services.tickets import TicketBook, add_event, as_utc, iso
 from bot.store.models import (
     HANDOFF_TRANSITIONS,
@@ -57,7 +56,16 @@ class HandoffError(Exception):
         self.code = code
 
 
-HTTP_STATUS = {"bad_credentials": 401, "forbidden": 403, "not_found": 404, "not_waiting": 409, "not_claimed": 409,
+class SignInThrottled(HandoffError):
+    """Too many failed sign-ins for this name or address: try again after `throttle.retry_after_seconds`."""
+
+    def __init__(self, throttle: Throttle):
+        super().__init__("throttled", f"too many failed sign-ins for this {throttle.by}; "
+                                      f"try again in {throttle.retry_after_seconds} s")
+        self.throttle = throttle
+
+
+HTTP_STATUS = {"bad_credentials": 401, "throttled": 429, "forbidden": 403, "not_found": 404, "not_waiting": 409, "not_claimed": 409,
                "finished": 409, "bad_name": 400, "weak_password": 400, "name_taken": 409, "bad_role": 400,
                "empty_text": 400}
 
@@ -202,6 +210,11 @@ def is_supervisor(agent: Agent) -> bool:
 def may_view(agent: Agent, handoff: Handoff) -> bool:
     """Agents see waiting conversations and the ones they took; supervisors see all."""
     return is_supervisor(agent) or handoff.status == HandoffStatus.waiting.value or handoff.agent_id == agent.id
+
+
+def holds(agent: Agent, handoff: Handoff) -> bool:
+    """The agent has the case in hand: a supervisor, or the agent who took it over (and still has it)."""
+    return is_supervisor(agent) or (handoff.status == HandoffStatus.claimed.value and handoff.agent_id == agent.id)
 
 
 def may_act(agent: Agent, handoff: Handoff) -> bool:
@@ -437,8 +450,9 @@ class HandoffDesk:
         return handoff
 
     def close(self, handoff: Handoff, agent: Agent, now: datetime, note: str = "") -> Handoff:
-        """The case is done: the hand-off closes and the ticket is resolved."""
-        if not may_act(agent, handoff):
+        """The case is done: the hand-off closes and the ticket is resolved. Only by the agent who holds it, or a
+        supervisor (who may close any)."""
+        if not holds(agent, handoff):
             raise HandoffError("forbidden")
         self._move(handoff, HandoffStatus.closed)
         handoff.closed_at = now
@@ -471,48 +485,7 @@ class HandoffDesk:
 
 
 # ---------------------------------------------------------------------------------------------- passwords
-SCRYPT_N, SCRYPT_R, SCRYPT_P, SCRYPT_LEN = 2 ** 14, 8, 1, 32
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def hash_password(password: str, *, salt: bytes | None = None) -> str:
-    """scrypt with a per-user random salt: `scrypt$n$r$p$salt$hash`."""
-    salt = salt or secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
-                            dklen=SCRYPT_LEN, maxmem=64 * 1024 * 1024)
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
-
-
-def check_password(password: str, stored: str) -> bool:
-    try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        expected = _unb64(digest)
-        actual = hashlib.scrypt(password.encode("utf-8"), salt=_unb64(salt), n=int(n), r=int(r), p=int(p),
-                                dklen=len(expected), maxmem=64 * 1024 * 1024)
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(actual, expected)
-
-
-_DUMMY_HASH = None
-
-
-def _dummy_hash() -> str:
-    global _DUMMY_HASH
-    if _DUMMY_HASH is None:
-        _DUMMY_HASH = hash_password(secrets.token_urlsafe(12))
-    return _DUMMY_HASH
-
-
+# Hashing (argon2id; scrypt hashes of before still accepted) and throttling live in bot/services/sign_in.py.
 def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -560,16 +533,29 @@ class AgentAccounts:
         self.revoke_all(agent, datetime.now(timezone.utc))
 
     def verify(self, name: str, password: str) -> Agent | None:
+        """The agent when the password is right; an old (scrypt) hash is replaced by an argon2id one on the way."""
         agent = self.get(name or "")
         if agent is None or not agent.active:
-            check_password(password or "", _dummy_hash())  # same work either way: no user enumeration by timing
+            check_password(password or "", dummy_hash())  # same work either way: no user enumeration by timing
             return None
-        return agent if check_password(password or "", agent.password_hash) else None
+        if not check_password(password or "", agent.password_hash):
+            return None
+        if needs_rehash(agent.password_hash):
+            agent.password_hash = hash_password(password)
+        return agent
 
     # --- console sessions ------------------------------------------------------------------------
-    def sign_in(self, name: str, password: str, now: datetime) -> SignIn:
+    def sign_in(self, name: str, password: str, now: datetime, address: str = "") -> SignIn:
+        """A new console session. Refused with `throttled` (before any hashing) once the name or the client address
+        has failed `MAX_FAILURES` times in the window, even with the right password; a failure is recorded in the
+        session: the caller commits it even though this raises `bad_credentials`."""
+        guard = SignInGuard(self.session)
+        throttle = guard.throttled(name, address, now)
+        if throttle is not None:
+            raise SignInThrottled(throttle)
         agent = self.verify(name, password)
         if agent is None:
+            guard.record_failure(name, address, now)
             raise HandoffError("bad_credentials")
         token = secrets.token_urlsafe(32)
         expires = now + self.idle
@@ -682,6 +668,24 @@ def case_card(session: Session, handoff: Handoff, *, policy=None, today: date | 
         status = desk.queue_status(handoff, now)
         card["queue"] = {"position": status.position, "agents_online": status.agents_online,
                          "expected_wait_minutes": status.expected_wait_minutes, "open_now": status.open_now}
+    return card
+
+
+def masked_card(card: dict) -> dict:
+    """The case card as shown to an agent who does not hold the case: phone and addresses hidden outright, and every
+    free text (the customer's account, notes, events, transcript) through `mask_text` (bot/pii.py)."""
+    from bot.pii import mask_value
+
+    phone = card["customer"].get("phone")
+    card = mask_value(card)
+    if phone:
+        card["customer"]["phone"] = "*" * max(0, len(phone) - 2) + phone[-2:]
+    if card["facts"].get("address"):
+        card["facts"]["address"] = "[address]"
+    for visit in (card.get("history") or {}).get("visits") or []:
+        if visit.get("address"):
+            visit["address"] = "[address]"
+    card["masked"] = True
     return card
 
 

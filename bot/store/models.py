@@ -277,7 +277,7 @@ class Agent(Base):
     id = Column(Integer, primary_key=True)
     name = Column(String(64), nullable=False, unique=True)
     display_name = Column(String(100), nullable=False)
-    password_hash = Column(String(255), nullable=False)  # scrypt$n$r$p$salt$hash, per-user salt
+    password_hash = Column(String(255), nullable=False)  # argon2id (older: scrypt$n$r$p$salt$hash), salted
     role = Column(String(16), nullable=False, default=AgentRole.agent.value)
     languages = Column(JSON, nullable=False, default=list)  # e.g. ["zh", "en"]
     active = Column(Boolean, nullable=False, default=True)
@@ -354,3 +354,14 @@ class LookupAttempt(Base):
     id = Column(Integer, primary_key=True)
     scope = Column(String(200), nullable=False)
     at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+class SignInFailure(Base):
+    """A failed console sign-in: counted per name and per client address over a window (bot/services/sign_in.py),
+    in the database so that every server instance sees the same count."""
+
+    __tablename__ = "sign_in_failures"
+    id = Column(Integer, primary_key=True)
+    name = Column(String(64), nullable=False, index=True)
+    address = Column(String(64), nullable=False, index=True)
+    at = Column(DateTime(timezone=True), nullable=False, default=utcnow, index=True)

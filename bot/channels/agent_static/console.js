@@ -342,7 +342,7 @@
     $("btn-handback").hidden = h.status !== "claimed";
     $("btn-handback").disabled = !holder;
     $("btn-close").hidden = !(h.status === "waiting" || h.status === "claimed");
-    $("btn-close").disabled = !card.may_act;
+    $("btn-close").disabled = !card.may_act || card.masked;  // only the agent holding the case (or a supervisor)
     $("reply").disabled = !holder;
     $("send").disabled = !holder;
     $("canned").disabled = !holder;
