@@ -62,7 +62,7 @@ GATHER_FACTS = {
     "exchange": ("product", "symptom", "purchase", "phone", "address", "contact_time"),
     "installation": INSTALL_FACTS,
 }
-VISIT_REMEDIES = ("free_repair", "paid_repair", "repair_at_cost", "exchange", "return", "inspection")
+VISIT_REMEDIES = ("free_repair", "paid_repair", "repair_at_cost", "exchange", "return", "inspection", "revisit")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ SKIP_RE = re.compile(r"^\s*(跳过|不用了|没有了?|没了|无|skip|no|nothi
 REMINDER_KINDS = ("visit_reminder_day_before", "visit_reminder_two_hours")
 CHECK_BACK_KINDS = ("visit_check_back", "self_check_call_back")
 LOW_RATING = 2
+REPAIRS = ("free_repair", "paid_repair", "repair_at_cost", "inspection")
 
 
 class PromiseSteps:
@@ -117,6 +118,9 @@ class PromiseSteps:
             options = self.proposals(turn, flow_state, ticket, book)
         done = {ticket.remedy_accepted, "self_check"}
         options = [o for o in options if o["kind"] not in done]
+        if ticket.remedy_accepted in REPAIRS:  # a repair that did not hold: the engineer comes back, free (返修)
+            options.append({"kind": "revisit", "clause_id": "REVISIT", "fee": None,
+                            "clause": {"zh": self.t.get("clause_revisit", "zh"), "en": self.t.get("clause_revisit", "en")}})
         if not options:
             messages = [self.msg("check_back_to_person", turn, number=ticket.number)]
             messages += self.queue_for_person(ticket, book, turn, "not_fixed")

@@ -33,7 +33,7 @@ def ordinal_choice(text: str, offered: int) -> int | None:
     return named[0] if len(named) == 1 else None
 
 
-VISIT_KINDS = ("free_repair", "paid_repair", "repair_at_cost", "inspection")
+VISIT_KINDS = ("free_repair", "paid_repair", "repair_at_cost", "inspection", "revisit")
 INSTALL_FACTS = ("purchase", "phone", "address", "contact_time")
 # A new request in the middle of a look-up (status, visit change) leaves the look-up and is served as such.
 NEW_REQUESTS = ("complain", "request_repair", "request_return", "request_exchange", "request_installation",
