@@ -163,6 +163,10 @@ def cmd_tickets_report(args) -> int:
           f"were 1-2; mean {ratings['mean'] if ratings['mean'] is not None else '-'})")
     print(f"hand-offs            {figures['handoffs']['count']}  "
           + "  ".join(f"{k} {v}" for k, v in figures["handoffs"]["by_reason"].items()))
+    promises = figures.get("promises")
+    if promises:
+        print(f"promises kept on time {pct(promises['kept_on_time_rate'])}  ({promises['kept_on_time']} of "
+              f"{promises['due']} due; {promises['failed']} failed, {promises['overdue']} overdue)")
     for item in figures["omitted"][:50]:
         print(f"  omitted {item['number']} ({item['status']}): {', '.join(item['why'])}")
     return 0

@@ -25,9 +25,8 @@ from bot.settings import ROOT
 from bot.store.models import OutboxItem, Ticket, Visit
 from tests.fake_bot_api import FakeBotAPI
 from tests.stack import MODEL, Stack
+from tests.test_telegram import SECRET, TOKEN, api  # noqa: F401 - api: the loopback Bot API fixture
 
-TOKEN = "700000001:TEST-token_for-the-fake-api"
-SECRET = "test-secret_0123456789"
 OUTBOX_TOKEN = "outbox-test-token-0123456789"
 GATE = "bot.channels.outbox_gate.OutboxGateInput:\n"
 BOOKING = ["我家空调不制冷了，麻烦安排师傅上门修一下", "对", "KFR-35GW/BP3DN8Y", "订单号JD230312345670",
@@ -84,20 +83,13 @@ def utc(value: datetime) -> datetime:
 
 # ---------------------------------------------------------------------------------------------- Telegram
 @pytest.fixture(scope="module")
-def tg_api():
-    fake = FakeBotAPI(TOKEN).start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture(scope="module")
-def tg_stack(tg_api, tmp_path_factory):
+def tg_stack(api, tmp_path_factory):
     _need_model()
     tmp = tmp_path_factory.mktemp("outbox-tg")
     credentials = tmp / "credentials.yml"
     credentials.write_text("rest:\nbot.channels.telegram.TelegramInput:\n" + GATE)
     stack = Stack(tmp, credentials=credentials, extra_env={
-        "TELEGRAM_TOKEN": TOKEN, "TELEGRAM_WEBHOOK_SECRET": SECRET, "TELEGRAM_API_URL": tg_api.url,
+        "TELEGRAM_TOKEN": TOKEN, "TELEGRAM_WEBHOOK_SECRET": SECRET, "TELEGRAM_API_URL": api.url,
         "BOT_OUTBOX_TOKEN": OUTBOX_TOKEN})
     try:
         stack.start()
@@ -135,10 +127,10 @@ def book_over_telegram(stack: Stack, api: FakeBotAPI, chat: int) -> None:
 
 
 @pytest.mark.slow
-def test_telegram_reminders_are_sent_once_each_even_when_a_runner_dies(tg_stack, tg_api):
+def test_telegram_reminders_are_sent_once_each_even_when_a_runner_dies(tg_stack, api):
     from tests.test_telegram import callback_update, deliver
 
-    stack, api = tg_stack, tg_api
+    stack = tg_stack
     chat = 880000000 + (os.getpid() % 100000)
     book_over_telegram(stack, api, chat)
     visit, reminders = visit_and_reminders(stack, conversation_id("telegram", str(chat)))

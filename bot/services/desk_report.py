@@ -10,6 +10,9 @@ period, [since, until)):
 - dissatisfaction rate: ratings of 1 or 2 (of 5) / all ratings given, with the number of ratings beside it
   (a rate over a handful of ratings says little).
 
+A promise to a customer not kept (an outbox row `failed`, or still unsent well after its due time) also makes a
+ticket omitted, and `promises` says how many of the promises due were kept on time (`promise_figures`).
+
 Hand-offs to a person are counted by reason. Times are compared in UTC; dates given on the command line are days in
 the desk's time zone.
 """
