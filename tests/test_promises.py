@@ -250,3 +250,17 @@ def test_the_report_counts_promises_not_kept_and_kept_on_time(tools):
         figures = desk_figures(uow.session, since=NOW - timedelta(days=1), until=NOW + timedelta(days=1),
                                now=NOW + timedelta(days=30))
     assert number not in [o["number"] for o in figures["omitted"]]
+
+
+def test_reopening_while_a_newer_ticket_of_the_same_kind_is_open_keeps_both(tools):
+    from bot.services.promises import reopen_ticket
+
+    with tools.uow() as uow:
+        book = TicketBook(uow.session, tools.settings.timezone)
+        old, _ = book.open(conversation_id="twice", channel="rest", kind="repair", language="zh", now=NOW)
+        book.set_status(old, "resolved", NOW)
+        new, created = book.open(conversation_id="twice", channel="rest", kind="repair", language="zh", now=NOW)
+        assert created and new.id != old.id
+        assert reopen_ticket(uow.session, old, NOW, tz=tools.settings.timezone, actor="customer", note="not fixed")
+        uow.commit()
+        assert old.status == "reopened" and old.dedupe_key is None and new.dedupe_key is not None
