@@ -77,6 +77,13 @@ def visit_and_reminders(stack: Stack, conversation: str) -> tuple[Visit, list[Ou
         engine.dispose()
 
 
+def quiet_moved(moment: datetime) -> datetime:
+    from bot.services.outbox import load_outbox_config, out_of_quiet_hours
+    from bot.settings import load_settings
+
+    return out_of_quiet_hours(moment, load_settings().timezone, load_outbox_config())
+
+
 def utc(value: datetime) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
@@ -136,12 +143,15 @@ def test_telegram_reminders_are_sent_once_each_even_when_a_runner_dies(tg_stack,
     visit, reminders = visit_and_reminders(stack, conversation_id("telegram", str(chat)))
     start = utc(visit.start)
     assert [r.kind for r in reminders] == ["visit_reminder_day_before", "visit_reminder_two_hours"]
-    assert [utc(r.due_at) for r in reminders] == [start - timedelta(hours=24), start - timedelta(hours=2)]
+    # 24 h and 2 h before the window (moved to 08:00 had one fallen in the quiet hours)
+    assert [utc(r.due_at) for r in reminders] == [quiet_moved(start - timedelta(hours=24)),
+                                                  quiet_moved(start - timedelta(hours=2))]
     day_before, two_hours = reminders
 
     # 24 h before the window: exactly one reminder to that chat, with the engineer, the window and three buttons.
     before = len(api.messages_to(chat))
-    proc = run_once(stack, start - timedelta(hours=24))
+    at_day_before, at_two_hours = utc(day_before.due_at), utc(two_hours.due_at)
+    proc = run_once(stack, at_day_before)
     assert proc.returncode == 0 and "sent 1," in proc.stdout, proc.stdout + proc.stderr
     [reminder] = api.messages_to(chat)[before:]
     assert "明天" in reminder["text"] and "工程师" in reminder["text"]
@@ -150,7 +160,7 @@ def test_telegram_reminders_are_sent_once_each_even_when_a_runner_dies(tg_stack,
     assert rows[day_before.id]["status"] == "sent" and rows[day_before.id]["sent_at"]
     assert set(rows[day_before.id]) == {"id", "kind", "ticket", "channel", "due", "status", "sent_at"}
     # Again: nothing.
-    proc = run_once(stack, start - timedelta(hours=24) + timedelta(minutes=1))
+    proc = run_once(stack, at_day_before + timedelta(minutes=1))
     assert "sent 0," in proc.stdout and len(api.messages_to(chat)) == before + 1
 
     # The button on the reminder works: the script knows the question is open.
@@ -159,17 +169,17 @@ def test_telegram_reminders_are_sent_once_each_even_when_a_runner_dies(tg_stack,
 
     # 2 h before: a runner dies between claim and send ...
     before = len(api.messages_to(chat))
-    crashed = run_once(stack, start - timedelta(hours=2), crash=True)
+    crashed = run_once(stack, at_two_hours, crash=True)
     assert crashed.returncode == 75, crashed.stdout + crashed.stderr
     assert len(api.messages_to(chat)) == before and listed(stack)[two_hours.id]["status"] == "claimed"
     # ... another started at once does not send it twice while the claim is fresh ...
-    assert "sent 0," in run_once(stack, start - timedelta(hours=2) + timedelta(minutes=1)).stdout
+    assert "sent 0," in run_once(stack, at_two_hours + timedelta(minutes=1)).stdout
     # ... and after the lease it is sent, once.
-    proc = run_once(stack, start - timedelta(hours=2) + timedelta(minutes=6))
+    proc = run_once(stack, at_two_hours + timedelta(minutes=6))
     assert "sent 1," in proc.stdout, proc.stdout + proc.stderr
     [reminder] = api.messages_to(chat)[before:]
     assert "两小时" in reminder["text"]
-    assert "sent 0," in run_once(stack, start - timedelta(hours=1)).stdout
+    assert "sent 0," in run_once(stack, start - timedelta(minutes=30)).stdout
     assert len(api.messages_to(chat)) == before + 1
     # Everything sent is in the conversation's transcript, marked with its outbox row.
     events = stack.tracker(conversation_id("telegram", str(chat)))["events"]
@@ -250,7 +260,7 @@ def test_widget_reminder_is_held_for_an_absent_customer_and_live_for_a_present_o
 
             # The customer leaves: the day-before reminder is held, not lost.
             chat.page.goto("about:blank")
-            proc = run_once(stack, start - timedelta(hours=24))
+            proc = run_once(stack, utc(day_before.due_at))
             assert "held 1," in proc.stdout, proc.stdout + proc.stderr
             assert listed(stack)[day_before.id]["status"] == "held"
             # They come back: it is shown (from the conversation's history), with its buttons, and counted as sent.
@@ -264,14 +274,48 @@ def test_widget_reminder_is_held_for_an_absent_customer_and_live_for_a_present_o
 
             # With the widget open, the two-hour reminder arrives at once.
             before = len(chat.bot_texts())
-            proc = run_once(stack, start - timedelta(hours=2))
+            proc = run_once(stack, utc(two_hours.due_at))
             assert "sent 1," in proc.stdout, proc.stdout + proc.stderr
             chat.page.wait_for_function(
                 "n => document.querySelectorAll('.asc-msg--bot:not(.asc-welcome)').length > n", arg=before,
                 timeout=20_000)
             assert "两小时" in chat.bot_texts()[-1]
-            assert "sent 0," in run_once(stack, start - timedelta(hours=1)).stdout
+            assert "sent 0," in run_once(stack, start - timedelta(minutes=30)).stdout
             assert not chat.errors, chat.errors
             chat.close()
         finally:
             browser.close()
+
+
+@pytest.mark.slow
+def test_rest_promise_is_kept_in_the_conversation_for_the_client_to_fetch(tg_stack):
+    from bot.services.outbox import load_outbox_config, schedule
+    from bot.services.tickets import TicketBook
+    from bot.settings import load_settings
+
+    stack = tg_stack
+    sender = f"rest-promise-{os.getpid()}"
+    stack.send(sender, "你好")
+    conversation = conversation_id("rest", sender)
+    tz = load_settings().timezone
+    now = datetime.now(timezone.utc)
+    engine = create_engine(stack.db_url, future=True)
+    try:
+        with Session(engine) as session:
+            ticket, _ = TicketBook(session, tz).open(conversation_id=conversation, channel="rest", kind="repair",
+                                                     language="en", now=now)
+            TicketBook(session, tz).set_status(ticket, "resolved", now)
+            number = ticket.number
+            item_id = schedule(session, kind="thank_you", channel="rest", conversation_id=conversation,
+                               due_at=now, language="en", now=now, tz=tz, config=load_outbox_config(),
+                               ticket=ticket).id
+            session.commit()
+    finally:
+        engine.dispose()
+    due = listed(stack)[item_id]["due"]
+    proc = run_once(stack, datetime.fromisoformat(due) + timedelta(minutes=1))
+    assert "sent 1," in proc.stdout, proc.stdout + proc.stderr
+    bots = [e for e in stack.tracker(conversation)["events"] if e["event"] == "bot"]
+    assert bots[-1]["metadata"]["outbox_id"] == item_id
+    assert "Thank you letter" in bots[-1]["text"] and number in bots[-1]["text"]
+    assert listed(stack)[item_id]["status"] == "sent"
