@@ -134,8 +134,12 @@ def test_a_rating_of_1_reopens_the_ticket_alerts_the_desk_and_promises_a_call_ba
     chat.say("5", "inform")
     done_at = visit.end.replace(tzinfo=NOW.tzinfo)
     visit_done(tools, visit.id, done_at)
-    [survey] = outbox(tools, number, "survey")
-    messages = deliver(chat, tools, survey.id, done_at + timedelta(minutes=10))
+    assert [r.status for r in outbox(tools, number, "survey")] == ["cancelled"]  # it waits for the check-back
+    [check_back] = outbox(tools, number, "visit_check_back")
+    deliver(chat, tools, check_back.id, done_at + timedelta(hours=24))
+    chat.say("好了，正常了", "affirm")
+    [survey] = [r for r in outbox(tools, number, "survey") if r.status == "pending"]
+    messages = deliver(chat, tools, survey.id, done_at + timedelta(hours=24, minutes=10))
     assert number in messages[0]["text"] and [b["payload"] for b in messages[1]["buttons"]] == ["5", "4", "3", "2", "1"]
     out = chat.say("1", "inform")
     text = joined(out)

@@ -22,6 +22,7 @@ from bot.services.promises import (
     survey_question,
 )
 from bot.services.tickets import add_event
+from bot.services.visit_flow import NEW_REQUESTS
 from bot.store.models import OPEN_STATUSES, TicketStatus
 
 RATING_RE = re.compile(r"(?<!\d)([1-5])\s*(分|星|stars?|/5)?(?!\d)")
@@ -97,6 +98,8 @@ class PromiseSteps:
                 if ticket.status in (s.value for s in OPEN_STATUSES):
                     resolve_ticket(uow.session, ticket, turn.now, tz=tz, actor="customer",
                                    note=f"{promise.get('kind')}: customer says it is fixed", config=self.outbox_config)
+                elif ticket.status == TicketStatus.resolved.value:  # the desk resolved it: now the survey
+                    self.promises(uow).survey_once(ticket, turn.now)
                 uow.commit()
                 return Reply([self.msg("check_back_fixed", turn, number=ticket.number)], {"last_ticket": ticket.number})
             reopen_ticket(uow.session, ticket, turn.now, tz=tz, actor="customer",
@@ -154,6 +157,8 @@ class PromiseSteps:
             if turn.intent not in ("affirm", "deny"):
                 return None
             answer = turn.intent == "affirm"
+        elif turn.intent in NEW_REQUESTS and turn.intent != "complain" and not SKIP_RE.match(text):
+            return None  # not a comment: a new request, served as such
         else:
             answer = None if (text.startswith("/") or SKIP_RE.match(text)) else text[:1000]
         out: list[Message] = []

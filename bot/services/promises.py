@@ -67,7 +67,10 @@ class Promises:
         return rows
 
     def check_back(self, visit: Visit, now: datetime) -> OutboxItem:
+        """The survey waits for the customer's "yes, it works" at the check-back: one promised at the resolution
+        is withdrawn (the check-back's answer promises it again)."""
         ticket = visit.ticket
+        cancel_pending(self.session, now=now, why="waits for the check-back", ticket_id=ticket.id, kinds=("survey",))
         return self._for_ticket(ticket, "visit_check_back", as_utc(now) + self.config.hours("visit_check_back"), now,
                                 visit_id=visit.id, dedupe_key=f"visit_check_back:{visit.id}")
 
@@ -84,6 +87,16 @@ class Promises:
                         now=now, tz=self.tz, config=self.config, ticket=ticket,
                         payload={"handoff_id": handoff.id, "promised": as_utc(due).isoformat()},
                         dedupe_key=f"agent_call_back_reminder:{handoff.id}:{as_utc(due).isoformat()}")
+
+    def survey_once(self, ticket: Ticket, now: datetime) -> OutboxItem | None:
+        """The survey, unless one is already promised or sent for this ticket since it was last reopened."""
+        reopened = [as_utc(e.at) for e in ticket.events if e.kind == "status_changed" and e.data.get("to") == "reopened"]
+        since = max(reopened) if reopened else None
+        for row in self.session.execute(select(OutboxItem).where(OutboxItem.ticket_id == ticket.id,
+                                                                 OutboxItem.kind == "survey")).scalars():
+            if row.status != "cancelled" and (since is None or as_utc(row.created_at) >= since):
+                return None
+        return self.survey(ticket, now)
 
     def survey(self, ticket: Ticket, now: datetime) -> OutboxItem:
         return self._for_ticket(ticket, "survey", as_utc(now) + self.config.minutes("survey_delay"), now,
