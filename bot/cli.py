@@ -171,6 +171,10 @@ def cmd_tickets_report(args) -> int:
           f"were 1-2; mean {ratings['mean'] if ratings['mean'] is not None else '-'})")
     print(f"hand-offs            {figures['handoffs']['count']}  "
           + "  ".join(f"{k} {v}" for k, v in figures["handoffs"]["by_reason"].items()))
+    promises = figures.get("promises")
+    if promises:
+        print(f"promises kept on time {pct(promises['kept_on_time_rate'])}  ({promises['kept_on_time']} of "
+              f"{promises['due']} due; {promises['failed']} failed, {promises['overdue']} overdue)")
     for item in figures["omitted"][:50]:
         print(f"  omitted {item['number']} ({item['status']}): {', '.join(item['why'])}")
     return 0
@@ -210,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Each group of commands lives with its subject; these modules import little until a command runs.
     from bot.channels.telegram_polling import add_telegram_commands
     from bot.cli_agents import add_agent_commands
+    from bot.cli_outbox import add_outbox_commands
     from bot.cli_privacy import add_privacy_commands
     from bot.cli_visits import add_visit_commands
 
@@ -217,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_agent_commands(sub)
     add_privacy_commands(sub)
     add_telegram_commands(sub)
+    add_outbox_commands(sub)
     return parser
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts the action server (127.0.0.1:5055) and the Rasa server (127.0.0.1:5005); Ctrl-C stops both.
+# Starts the action server (127.0.0.1:5055), the Rasa server (127.0.0.1:5005) and the outbox runner (the bot's
+# promises: reminders, check-backs, surveys); Ctrl-C stops them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv
@@ -19,6 +20,8 @@ secret() {  # secret VAR FILE: $VAR if set, else the content of FILE, made when 
 secret BOT_API_TOKEN var/api_token
 secret BOT_ACTIONS_TOKEN var/actions_token
 secret BOT_SESSION_SECRET var/session_secret
+# The outbox runner hands promises to the Rasa server with this shared secret.
+secret BOT_OUTBOX_TOKEN var/outbox_token
 export BOT_ACTIONS_HOST="${BOT_ACTIONS_HOST:-127.0.0.1}"
 CORS=()
 for origin in ${BOT_ALLOWED_ORIGINS//,/ }; do CORS+=("$origin"); done
@@ -43,6 +46,7 @@ cat <<MSG
   Tickets:  .venv/bin/python -m bot tickets list
   Rasa HTTP API (/conversations/..., /model/...): needs ?token=\$BOT_API_TOKEN (${BOT_API_TOKEN_FROM});
   CORS allowed for: ${BOT_ALLOWED_ORIGINS:-no other origin (set BOT_ALLOWED_ORIGINS)}
+  Promises (outbox runner log in var/log/outbox.log):  .venv/bin/python -m bot outbox list
   Stop with Ctrl-C.
 
 MSG
@@ -51,5 +55,8 @@ MSG
   --credentials credentials.yml --interface 127.0.0.1 --port 5005 --enable-api --auth-token "$BOT_API_TOKEN" \
   ${CORS[@]+--cors "${CORS[@]}"} &
 RASA_PID=$!
-trap 'kill $RASA_PID $ACTIONS_PID 2>/dev/null || true; wait 2>/dev/null || true' EXIT INT TERM
+# The outbox runner, a process of its own (var/log/outbox.log); it retries while the Rasa server is starting.
+BOT_RASA_URL="${BOT_RASA_URL:-http://127.0.0.1:5005}" "$VENV/bin/python" -m bot outbox run >var/log/outbox.log 2>&1 &
+OUTBOX_PID=$!
+trap 'kill $OUTBOX_PID $RASA_PID $ACTIONS_PID 2>/dev/null || true; wait 2>/dev/null || true' EXIT INT TERM
 wait $RASA_PID

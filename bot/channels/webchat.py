@@ -288,6 +288,16 @@ class WebChatInput(SocketIOInput):
         return [{"at": as_utc(created).timestamp(), "label": label,
                  "ack": texts.get("attachment_saved", language, number=number)} for created, number in rows]
 
+    def _held_shown(self, session_id: str) -> int:
+        from bot.services.outbox import mark_held_delivered
+        from bot.store.db import UnitOfWork
+
+        _settings, sessions = self._stores()
+        with UnitOfWork(sessions) as uow:
+            shown = mark_held_delivered(uow.session, session_id, datetime.now(timezone.utc))
+            uow.commit()
+        return shown
+
     @staticmethod
     async def _tracker_language(request: Request, session_id: str) -> Optional[str]:
         try:
@@ -409,6 +419,10 @@ class WebChatInput(SocketIOInput):
             channels = {e.get("input_channel") for e in events if e.get("event") == "user"}
             if channels - {self.name(), None}:
                 return response.json({"error": "bad_session"}, status=403)
+            try:  # the customer is back: what the outbox held for them is shown now
+                await asyncio.to_thread(self._held_shown, session_id)
+            except Exception:  # noqa: BLE001 - showing the messages matters more than the record of it
+                log.exception("webchat: could not mark the held messages of %s as shown", session_id)
             try:
                 photos = await asyncio.to_thread(self._photos, session_id, language)
             except Exception:  # noqa: BLE001 - the messages matter more than the photo markers

@@ -10,11 +10,12 @@ import logging
 import re
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Callable
+from typing import Any, Callable
 
 from bot.services import problems as problem_lexicon
 from bot.services.conversation import Button, Message, Reply, Turn
 from bot.services.ownership import Ownership
+from bot.services.promise_flow import PromiseSteps
 from bot.services.records import Records, purchase_facts
 from bot.services.tickets import SLA, TicketBook, TicketError, as_utc
 from bot.services.visit_flow import INSTALL_FACTS, NEW_REQUESTS, VISIT_KINDS, VisitSteps
@@ -62,7 +63,7 @@ GATHER_FACTS = {
     "exchange": ("product", "symptom", "purchase", "phone", "address", "contact_time"),
     "installation": INSTALL_FACTS,
 }
-VISIT_REMEDIES = ("free_repair", "paid_repair", "repair_at_cost", "exchange", "return", "inspection")
+VISIT_REMEDIES = ("free_repair", "paid_repair", "repair_at_cost", "exchange", "return", "inspection", "revisit")
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,10 @@ class Tools:
     parse_when: Callable
     parse_date: Callable
     roster: Roster
+    outbox: Any = None  # OutboxConfig (data/outbox.yml); None: read from the file on first use
 
 
-class Assistant(VisitSteps):
+class Assistant(VisitSteps, PromiseSteps):
     def __init__(self, tools: Tools):
         self.tools = tools
         self.t = tools.texts
@@ -133,6 +135,8 @@ class Assistant(VisitSteps):
             return self.human_turn(turn, state)
         if flow == "visit_change":
             return self.visit_change_turn(turn, state)
+        if flow == "promise":
+            return self.promise_turn(turn, state)
         if flow == "survey":
             reply = self.survey_turn(turn, state)
             if reply is not None:
@@ -701,8 +705,13 @@ class Assistant(VisitSteps):
                     return self.escalate(turn, state, ticket, book, "no_remedy")
                 nxt = proposals[state["pidx"]]
                 book.propose_remedy(ticket, nxt["kind"], nxt["clause_id"], nxt["clause"].get(turn.language, ""), turn.now)
+                # 咨询后 2 小时回访: the call-back is promised here, and kept by the outbox.
+                resume = {k: state.get(k) for k in ("kind", "proposals", "pidx", "max_anger")}
+                call_back = self.promises(uow).self_check_call_back(ticket, turn.now, resume)
                 listing = "\n".join(f"{i}. {s}" for i, s in enumerate(steps, 1))
-                return [Message(self.t.get("self_check_steps", turn.language) + "\n" + listing),
+                promise = self.t.get("self_check_call_back_promised", turn.language,
+                                     time=self.fmt_time(call_back.due_at, turn.language))
+                return [Message(self.t.get("self_check_steps", turn.language) + "\n" + listing + "\n" + promise),
                         self.proposal_message(turn, nxt, state)]
             book.accept_remedy(ticket, current["kind"], current["clause_id"], turn.now)
             if current["kind"] in VISIT_KINDS and ticket.address and ticket.product:
@@ -782,11 +791,13 @@ class Assistant(VisitSteps):
         with self.tools.uow() as uow:
             book = self.book(uow)
             ticket = self.owned(uow, state.get("last_ticket"), turn)
+            out = [self.msg("survey_thanks_low" if score <= 2 else "survey_thanks", turn)]
             if ticket is not None:
                 book.record_satisfaction(ticket, score, turn.now)
+                if score <= 2:  # the desk is alerted and a supervisor calls back (a promise the outbox keeps)
+                    out.append(self.low_rating_in_chat(ticket, book, turn, uow))
                 uow.commit()
-        key = "survey_thanks_low" if score <= 2 else "survey_thanks"
-        return Reply([self.msg(key, turn)], {"last_ticket": state.get("last_ticket")})
+        return Reply(out, {"last_ticket": state.get("last_ticket")})
 
     # ------------------------------------------------------------------ hand-off to a person
     def start_handoff(self, turn: Turn, state: dict, reason: str) -> Reply:

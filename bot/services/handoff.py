@@ -363,6 +363,10 @@ class HandoffDesk:
         handoff.callback_due = due
         add_event(self.session, handoff.ticket, "callback_offered", "bot", now, handoff_id=handoff.id, due=due,
                   why=why)
+        # If the desk misses it, the customer hears from us (the outbox keeps that promise).
+        from bot.services.promises import Promises
+
+        Promises(self.session, self.tz).agent_call_back_reminder(handoff, due, now)
         return due
 
     # --- the queue as agents see it --------------------------------------------------------------

@@ -197,7 +197,9 @@ class TicketBook:
         if new in (TicketStatus.resolved, TicketStatus.closed):
             ticket.dedupe_key = None  # a later report in the same conversation is a new problem
         elif new == TicketStatus.reopened:
-            ticket.dedupe_key = f"{ticket.channel}:{ticket.conversation_id}:{ticket.kind}"
+            key = f"{ticket.channel}:{ticket.conversation_id}:{ticket.kind}"
+            if self.by_dedupe_key(key) is None:  # a newer open ticket of the same kind keeps its key
+                ticket.dedupe_key = key
         ticket.updated_at = now
         add_event(self.session, ticket, "status_changed", actor, now, **{"from": old.value, "to": new.value, "note": note})
 

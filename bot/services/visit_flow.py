@@ -33,7 +33,7 @@ def ordinal_choice(text: str, offered: int) -> int | None:
     return named[0] if len(named) == 1 else None
 
 
-VISIT_KINDS = ("free_repair", "paid_repair", "repair_at_cost", "inspection")
+VISIT_KINDS = ("free_repair", "paid_repair", "repair_at_cost", "inspection", "revisit")
 INSTALL_FACTS = ("purchase", "phone", "address", "contact_time")
 # A new request in the middle of a look-up (status, visit change) leaves the look-up and is served as such.
 NEW_REQUESTS = ("complain", "request_repair", "request_return", "request_exchange", "request_installation",
@@ -190,6 +190,10 @@ class VisitSteps:
                 if err.code == "slot_taken":
                     return [self.msg("visit_taken", turn)] + self.offer_windows(turn, state, ticket, book, uow)
                 return [self.msg("visit_failed", turn)] + self.offer_windows(turn, state, ticket, book, uow)
+            if state.get("reschedule_visit_id") and visit.id != old.id:
+                self.cancel_visit_promises(uow, old, turn.now, "visit rescheduled")
+            # The booking message promises reminders the day before and two hours before: kept by the outbox.
+            self.promises(uow).visit_reminders(visit, ticket, turn.now)
             state["visit"] = {"start": as_utc(visit.start).isoformat(), "end": as_utc(visit.end).isoformat(),
                               "engineer": window.engineer_name}
             if state.get("reschedule_visit_id"):
@@ -307,6 +311,7 @@ class VisitSteps:
                 if turn.intent == "affirm":
                     label = self.visit_label(visit, turn.language)
                     visits.cancel(visit, turn.now, actor="customer")
+                    self.cancel_visit_promises(uow, visit, turn.now, "visit cancelled")
                     uow.commit()
                     return Reply(self.finish_visit_change(turn, ticket, "visit_cancelled", label), {"last_ticket": ticket.number})
                 return Reply([self.msg("visit_kept", turn)], {"last_ticket": ticket.number})

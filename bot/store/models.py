@@ -365,3 +365,39 @@ class SignInFailure(Base):
     name = Column(String(64), nullable=False, index=True)
     address = Column(String(64), nullable=False, index=True)
     at = Column(DateTime(timezone=True), nullable=False, default=utcnow, index=True)
+# --- the outbox: every promise the bot makes, kept until it is sent (bot/services/outbox.py) ------------------
+class OutboxStatus(str, enum.Enum):
+    pending = "pending"  # waiting for its due time
+    claimed = "claimed"  # a runner took it and is sending it (retried by another after the lease)
+    sent = "sent"  # the customer has it (or, REST, it is in the conversation for the client to fetch)
+    held = "held"  # kept for a customer who is not connected (web widget): shown when they come back
+    failed = "failed"  # gave up after the retries, or cannot be sent at all: for the desk to see
+    cancelled = "cancelled"  # no longer true (visit cancelled, ticket finished, promise kept another way)
+
+
+class OutboxItem(Base):
+    """One promise to a customer: what (kind), to whom (channel, conversation), when (due_at, UTC) and with what."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_status_due", "status", "due_at"),
+    )
+    id = Column(Integer, primary_key=True)
+    kind = Column(String(48), nullable=False)
+    ticket_id = Column(Integer, ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    visit_id = Column(Integer, ForeignKey("visits.id", ondelete="SET NULL"), index=True)
+    channel = Column(String(32), nullable=False)
+    conversation_id = Column(String(128), nullable=False, index=True)
+    due_at = Column(DateTime(timezone=True), nullable=False)
+    language = Column(String(8), nullable=False, default="zh")
+    payload = Column(JSON, nullable=False, default=dict)
+    status = Column(String(16), nullable=False, default=OutboxStatus.pending.value)
+    attempts = Column(Integer, nullable=False, default=0)
+    last_error = Column(String(300))
+    claimed_at = Column(DateTime(timezone=True))
+    sent_at = Column(DateTime(timezone=True))
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    # A promise made twice (a retried action, a message delivered twice) is one row: e.g. "visit:12:two_hours".
+    dedupe_key = Column(String(160), unique=True)
+    ticket = relationship("Ticket")
+    visit = relationship("Visit")
