@@ -1,0 +1,41 @@
+"""closed loops: visit outcomes (done / no-show / late) and the call-back "done" mark on hand-offs
+
+Revision ID: 0005_loops
+Revises: 0002
+Create Date: 2026-12-04 16:50:00
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = '0005_loops'
+down_revision = '0002'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('visits', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('outcome_at', sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('outcome_by', sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column('late_minutes', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('late_at', sa.DateTime(timezone=True), nullable=True))
+        batch_op.create_index('ix_visits_engineer_start', ['engineer_id', 'start'], unique=False)
+    with op.batch_alter_table('handoffs', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('callback_done_at', sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('callback_done_by', sa.Integer(), nullable=True))
+        batch_op.create_foreign_key('fk_handoffs_callback_done_by_agents', 'agents', ['callback_done_by'], ['id'],
+                                    ondelete='SET NULL')
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('handoffs', schema=None) as batch_op:
+        batch_op.drop_constraint('fk_handoffs_callback_done_by_agents', type_='foreignkey')
+        batch_op.drop_column('callback_done_by')
+        batch_op.drop_column('callback_done_at')
+    with op.batch_alter_table('visits', schema=None) as batch_op:
+        batch_op.drop_index('ix_visits_engineer_start')
+        batch_op.drop_column('late_at')
+        batch_op.drop_column('late_minutes')
+        batch_op.drop_column('outcome_by')
+        batch_op.drop_column('outcome_at')
