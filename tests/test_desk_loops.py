@@ -82,7 +82,7 @@ def test_done_resolves_the_ticket_runs_the_hooks_and_logs_an_event(uow_factory, 
     # twice: refused, nothing changes
     with uow_factory() as uow, pytest.raises(VisitError) as err:
         record_visit_outcome(uow, vid, "no_show", NOW, tz=TZ)
-    assert err.value.code == "visit_not_found"
+    assert err.value.code == "visit_finished"
 
 
 def test_no_show_keeps_the_ticket_open_and_a_hook_failure_rolls_back(uow_factory, monkeypatch):

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 CATEGORIES = ("air_conditioner", "fridge", "washing_machine", "water_heater", "tv", "range_hood", "dishwasher",
               "gas_hob", "microwave")
 ERROR_CODES = ("outside_service_area", "no_engineer", "past", "outside_working_hours", "slot_taken", "not_delivered",
-               "visit_not_found", "bad_window", "not_started", "bad_outcome", "engineer_not_found")
+               "visit_not_found", "bad_window", "not_started", "bad_outcome", "engineer_not_found", "visit_finished")
 LEAD_TIME = timedelta(hours=1)  # no window starts sooner than this after `now`
 HORIZON = timedelta(days=14)  # how far ahead windows are looked for
 BOOKED, CANCELLED = "booked", "cancelled"
@@ -691,7 +691,7 @@ def record_visit_outcome(uow, visit_id: int, outcome: str, now: datetime, *, act
       marking it again replaces the minutes.
 
     Each is an event on the ticket: visit_done, visit_no_show, visit_late. Done and no-show cannot be recorded for a
-    visit whose window has not begun ("not_started"), nor twice ("visit_not_found" when it is no longer booked).
+    visit whose window has not begun ("not_started"), nor twice ("visit_finished": it is no longer booked).
     """
     if outcome not in OUTCOMES:
         raise VisitError("bad_outcome", f"{outcome!r} is not one of {', '.join(OUTCOMES)}")
@@ -709,7 +709,7 @@ def record_visit_outcome(uow, visit_id: int, outcome: str, now: datetime, *, act
     ticket = visit.ticket
     if outcome == "late":
         if visit.status != VisitStatus.booked.value:
-            raise VisitError("visit_not_found", f"visit {visit.id} is {visit.status}")
+            raise VisitError("visit_finished", f"visit {visit.id} is {visit.status}")
         if not isinstance(late_minutes, int) or isinstance(late_minutes, bool) or \
                 not 1 <= late_minutes <= MAX_LATE_MINUTES:
             raise VisitError("bad_outcome", f"late needs minutes 1..{MAX_LATE_MINUTES}")
@@ -720,7 +720,7 @@ def record_visit_outcome(uow, visit_id: int, outcome: str, now: datetime, *, act
         return visit
     new = VisitStatus(outcome)
     if new not in VISIT_TRANSITIONS[VisitStatus(visit.status)]:
-        raise VisitError("visit_not_found", f"visit {visit.id} is {visit.status}")
+        raise VisitError("visit_finished", f"visit {visit.id} is {visit.status}")
     if as_utc(visit.start) > now:
         raise VisitError("not_started", f"visit {visit.id} begins at {iso(visit.start)}")
     visit.status = new.value
