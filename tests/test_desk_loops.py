@@ -328,3 +328,26 @@ def test_visits_day_command(env):  # noqa: F811
     assert unknown.returncode == 1 and "no engineer" in unknown.stderr
     bad = run_cli(env, "visits", "day", "--engineer", "E001", "--date", "7 Dec")
     assert bad.returncode == 2 and "--date" in bad.stderr
+
+
+def test_report_command_prints_the_new_figures_and_keeps_the_old_keys(env):  # noqa: F811
+    engine = make_engine(env["BOT_DATABASE_URL"])
+    now = datetime.now(timezone.utc)
+    with UnitOfWork(session_factory(engine)) as uow:
+        book = TicketBook(uow.session, TZ)
+        done = new_ticket(uow.session, "cli-fig-1", kind="inquiry", at=now - timedelta(hours=3))
+        book.set_status(done, "resolved", now - timedelta(hours=2))
+        handed = new_ticket(uow.session, "cli-fig-2", kind="complaint", at=now - timedelta(hours=3))
+        HandoffDesk(uow.session, tz=TZ).request(handed, reason="anger", now=now - timedelta(hours=3))
+        uow.commit()
+    engine.dispose()
+    data = json.loads(run_cli(env, "tickets", "report", "--json").stdout)
+    for key in ("period", "judged_at", "tickets", "by_kind", "complaints", "complaint_rate", "omitted",
+                "omission_rate", "ratings", "dissatisfaction_rate", "handoffs"):  # the keys before issue 13
+        assert key in data, key
+    assert data["first_contact_resolution"] == {"count": 1, "rate": 0.5} and data["handoff_rate"] == 0.5
+    assert data["sla_breaches"]["first_response"] == 1  # waiting 3 h for a person, 2 h promised
+    assert set(data["by_channel"]) == {"rest"} and data["by_channel"]["rest"]["tickets"] == 2
+    text = run_cli(env, "tickets", "report").stdout
+    assert "first-contact res.   50.0%" in text and "hand-off rate        50.0%" in text
+    assert "SLA breaches         first response 1, resolution 0" in text and "channel  rest" in text
