@@ -165,8 +165,9 @@ def test_callback_work_list_and_done_mark(desk):
     assert [i["handoff_id"] for i in data["items"]] == [facts["handoff"]] and data["items"][0]["done_by"] == "bob"
     kinds = [k for k, _ in events_of(facts["db"], facts["waiting"])]
     assert kinds.count("callback_done") == 1
-    status, body = call(base, "POST", "/api/callbacks/999999/done", {}, token=token)
-    assert status == 404
+    for handoff_id in (999999, 10 ** 30):
+        status, body = call(base, "POST", f"/api/callbacks/{handoff_id}/done", {}, token=token)
+        assert status == 404, body
 
 
 def test_day_list_and_visit_states(desk):
@@ -193,6 +194,8 @@ def test_day_list_and_visit_states(desk):
     assert kinds[-3:] == ["visit_late", "visit_done", "status_changed"]
     status, day = call(base, "GET", f"/api/visits/day?engineer=Wang%20Jianguo&date={today}", token=token)
     assert day["visits"][0]["status"] == "done"
+    status, body = call(base, "POST", f"/api/visits/{10 ** 30}/state", {"state": "done"}, token=token)
+    assert status == 404
     status, body = call(base, "GET", "/api/visits/day?engineer=nobody", token=token)
     assert status == 404 and body["error"] == "engineer_not_found"
     status, body = call(base, "GET", "/api/visits/day?engineer=E001&date=tomorrow", token=token)

@@ -13,6 +13,8 @@ from sanic.request import Request
 from bot.services.handoff import HandoffError
 
 MAX_BODY = 16 * 1024  # bytes; the desk's forms are small
+MAX_ID = 2 ** 31 - 1  # ids are 32-bit integers in the database: a larger one is simply not there
+MAX_NUMBER = 32  # ticket numbers are like SV-20261204-0001
 # Domain errors of the desk's services -> HTTP status (400 for anything else).
 STATUS = {"ticket_not_found": 404, "callback_not_found": 404, "engineer_not_found": 404, "visit_not_found": 404,
           "bad_transition": 409, "visit_finished": 409, "not_started": 409}
@@ -35,6 +37,12 @@ def _body(request: Request) -> dict:
     if not isinstance(data, dict):
         raise HandoffError("bad_request", "the body is not a JSON object")
     return data
+
+
+def _id(value: int, code: str) -> int:
+    if not 0 < value <= MAX_ID:
+        raise HandoffError("not_found", f"{code} {value}")
+    return value
 
 
 def _day(text: str | None, tz) -> date:
@@ -88,7 +96,7 @@ def add_desk_routes(bp: Blueprint, backend: Callable, as_agent: Callable, ok: Ca
         note = str(_body(request).get("note") or "")
 
         def work(uow, agent, now):
-            ticket = acknowledge_alert(uow, number, now, agent=agent.name, tz=tz(), note=note)
+            ticket = acknowledge_alert(uow, number[:MAX_NUMBER], now, agent=agent.name, tz=tz(), note=note)
             return {"ticket": ticket.number, "acknowledged_by": agent.name, "acknowledged_at": now.isoformat()}
 
         return ok(await as_agent(request, run(work)))
@@ -116,7 +124,7 @@ def add_desk_routes(bp: Blueprint, backend: Callable, as_agent: Callable, ok: Ca
         note = str(_body(request).get("note") or "")
 
         def work(uow, agent, now):
-            return callback_json(mark_callback_done(uow, handoff_id, agent, now, note=note), now)
+            return callback_json(mark_callback_done(uow, _id(handoff_id, "hand-off"), agent, now, note=note), now)
 
         return ok(await as_agent(request, run(work)))
 
@@ -160,8 +168,8 @@ def add_desk_routes(bp: Blueprint, backend: Callable, as_agent: Callable, ok: Ca
         note = str(data.get("note") or "")
 
         def work(uow, agent, now):
-            visit = record_visit_outcome(uow, visit_id, state, now, by=agent.name, late_minutes=minutes, note=note,
-                                         tz=tz())
+            visit = record_visit_outcome(uow, _id(visit_id, "visit"), state, now, by=agent.name,
+                                         late_minutes=minutes, note=note, tz=tz())
             return dict(visit_json(visit), ticket_status=visit.ticket.status)
 
         return ok(await as_agent(request, run(work)))
@@ -176,7 +184,7 @@ def add_desk_routes(bp: Blueprint, backend: Callable, as_agent: Callable, ok: Ca
         remedy, note = str(data.get("remedy") or "")[:16], str(data.get("note") or "")
 
         def work(uow, agent, now):
-            ticket = complete_remedy(uow, number, remedy, now, agent=agent.name, tz=tz(), note=note)
+            ticket = complete_remedy(uow, number[:MAX_NUMBER], remedy, now, agent=agent.name, tz=tz(), note=note)
             return {"ticket": ticket.number, "status": ticket.status, "remedy": remedy}
 
         return ok(await as_agent(request, run(work)))
@@ -189,7 +197,7 @@ def add_desk_routes(bp: Blueprint, backend: Callable, as_agent: Callable, ok: Ca
         reason = str(_body(request).get("reason") or "")
 
         def work(uow, agent, now):
-            ticket = reopen_ticket(uow, number, reason, now, agent=agent.name, tz=tz())
+            ticket = reopen_ticket(uow, number[:MAX_NUMBER], reason, now, agent=agent.name, tz=tz())
             return {"ticket": ticket.number, "status": ticket.status, "reason": reason.strip()[:500]}
 
         return ok(await as_agent(request, run(work)))
