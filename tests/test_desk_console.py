@@ -6,22 +6,21 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import urllib.error
 import urllib.request
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from bot.services.handoff import HandoffDesk
-from bot.services.tickets import TicketBook, add_event, as_utc
+from bot.services.tickets import TicketBook, as_utc
 from bot.settings import ROOT
 from bot.store.db import UnitOfWork, make_engine, session_factory
-from bot.store.models import Engineer, Handoff, Ticket, TicketEvent, Visit
+from bot.store.models import Engineer, Ticket, TicketEvent, Visit
 from tests.stack import free_port, wait_for
 from tests.synthetic_month import TZ, generate
 
