@@ -201,6 +201,9 @@ def test_alerts_from_low_ratings_not_solved_and_reopens_until_acknowledged(uow_f
         uow.commit()
     with uow_factory() as uow:  # a new trigger brings it back
         assert alerts(uow.session)[0].ticket.number == numbers["low"]
+        # only the events since a moment count: the list looks back a window, not over all time
+        assert [a.ticket.number for a in alerts(uow.session, since=NOW - timedelta(hours=3, minutes=30))] == \
+            [numbers["low"], numbers["re"]]
 
 
 def test_callback_work_list_and_done_mark(uow_factory):

@@ -15,6 +15,7 @@ from bot.services.handoff import HandoffError
 MAX_BODY = 16 * 1024  # bytes; the desk's forms are small
 MAX_ID = 2 ** 31 - 1  # ids are 32-bit integers in the database: a larger one is simply not there
 MAX_NUMBER = 32  # ticket numbers are like SV-20261204-0001
+ALERT_DAYS = 90  # the alert list looks this far back
 # Domain errors of the desk's services -> HTTP status (400 for anything else).
 STATUS = {"ticket_not_found": 404, "callback_not_found": 404, "engineer_not_found": 404, "visit_not_found": 404,
           "bad_transition": 409, "visit_finished": 409, "not_started": 409}
@@ -82,7 +83,8 @@ def add_desk_routes(bp: Blueprint, backend: Callable, as_agent: Callable, ok: Ca
         every = request.args.get("all") in ("1", "true")
 
         def work(uow, agent, now):
-            items = [a.as_dict() for a in alerts(uow.session, include_acknowledged=True)]
+            items = [a.as_dict() for a in alerts(uow.session, since=now - timedelta(days=ALERT_DAYS),
+                                                 include_acknowledged=True)]
             open_items = [a for a in items if a["open"]]
             return {"open": len(open_items), "items": items if every else open_items}
 
@@ -233,7 +235,7 @@ def desk_openapi_paths(op: Callable, obj: dict) -> dict:
     day = {"name": "date", "in": "query", "schema": {"type": "string", "format": "date"},
            "description": "a day in the desk's time zone (default: today)"}
     return {
-        "/api/alerts": {"get": op("Alerts: tickets with a rating of 1-2, a \"not solved\" answer or reopened",
+        "/api/alerts": {"get": op("Alerts of the last 90 days: tickets rated 1-2, answered \"not solved\" or reopened",
                                   obj, params=[every], with_errors=("401",),
                                   description="`open` is the badge: alerts not acknowledged since their last "
                                               "trigger. Each item: ticket, reasons (low_rating, not_solved, "

@@ -103,13 +103,18 @@ class Alert:
                 "acknowledged_at": iso(self.acknowledged_at), "acknowledged_by": self.acknowledged_by}
 
 
-def alerts(session, *, include_acknowledged: bool = False, limit: int = 200) -> list[Alert]:
-    """Tickets that alert the desk, newest alert first; an alert acknowledged after its last trigger is left out
-    unless asked for (a new trigger on the same ticket brings it back)."""
-    kinds = ("satisfaction_recorded", "status_changed", "ticket_reopened", "check_back_answered",
-             "survey_answered", "alert_acknowledged")
-    rows = session.execute(
-        select(TicketEvent).where(TicketEvent.kind.in_(kinds)).order_by(TicketEvent.id)).scalars()
+ALERT_EVENT_KINDS = ("satisfaction_recorded", "status_changed", "ticket_reopened", "check_back_answered",
+                     "survey_answered", "alert_acknowledged")
+
+
+def alerts(session, *, since: datetime | None = None, include_acknowledged: bool = False,
+           limit: int = 200) -> list[Alert]:
+    """Tickets that alert the desk, newest alert first, from the events at or after `since` (all when None); an
+    alert acknowledged after its last trigger is left out unless asked for (a new trigger brings it back)."""
+    stmt = select(TicketEvent).where(TicketEvent.kind.in_(ALERT_EVENT_KINDS))
+    if since is not None:
+        stmt = stmt.where(TicketEvent.at >= since)
+    rows = session.execute(stmt.order_by(TicketEvent.id)).scalars()
     found: dict[int, dict] = {}
     for event in rows:
         entry = found.setdefault(event.ticket_id, {"reasons": [], "first": None, "last": None, "ack": None,

@@ -176,6 +176,7 @@ class TicketEvent(Base):
     """Append-only log: what changed on a ticket, who did it and when."""
 
     __tablename__ = "ticket_events"
+    __table_args__ = (Index("ix_ticket_events_kind_at", "kind", "at"),)  # the desk's alerts read by kind
     id = Column(Integer, primary_key=True)
     ticket_id = Column(Integer, ForeignKey("tickets.id", ondelete="CASCADE"), nullable=False, index=True)
     at = Column(DateTime(timezone=True), nullable=False, default=utcnow)

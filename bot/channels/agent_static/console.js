@@ -122,7 +122,7 @@
     }
     return node;
   }
-  window.AgentConsoleKit = { el: el };  // shared with desk.js
+  window.AgentConsoleKit = { el: el, label: label };  // shared with desk.js
   function fmtTime(iso) {
     if (!iso) { return t("none"); }
     var d = new Date(iso);

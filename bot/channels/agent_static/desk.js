@@ -71,6 +71,7 @@
     return text;
   }
   var el = window.AgentConsoleKit.el;  // from console.js
+  var label = window.AgentConsoleKit.label;  // product and channel names in the console's language
   function svg(tag, attrs, text) {
     var node = document.createElementNS(SVG, tag);
     Object.keys(attrs || {}).forEach(function (k) { node.setAttribute(k, attrs[k]); });
@@ -282,9 +283,9 @@
     box.appendChild(kpi(t("k_reopen"), pct(f.reopen_rate)));
     box.appendChild(kpi(t("k_sla"), sla.first_response + " / " + sla.resolution));
     box.appendChild(kpi(t("k_visit"), f.median_hours_to_first_visit === null ? "—" : t("hours", { n: f.median_hours_to_first_visit })));
-    chart($("chart-week"), f.by_week);
-    chart($("chart-product"), f.by_product);
-    chart($("chart-channel"), f.by_channel);
+    chart($("chart-week"), f.by_week, function (k) { return k; });
+    chart($("chart-product"), f.by_product, function (k) { return k === "unknown" ? "—" : label("products", k); });
+    chart($("chart-channel"), f.by_channel, function (k) { return label("channels", k); });
     var agents = $("agents-list");
     agents.textContent = "";
     f.agents.forEach(function (a) {
@@ -299,7 +300,7 @@
     });
   }
   /* Grouped bars: one group per key, one bar per rate (complaint, omission, dissatisfaction), 0-100 %. */
-  function chart(box, groups) {
+  function chart(box, groups, name) {
     box.textContent = "";
     var keys = Object.keys(groups || {});
     if (!keys.length) { box.appendChild(el("p", { cls: "muted", text: t("no_data") })); return; }
@@ -321,11 +322,11 @@
         var v = groups[k][s[0]] || 0, h = Math.max(v > 0 ? 1 : 0, (v / max) * plotH);
         var bar = svg("rect", { x: x0 + j * barW, y: top + plotH - h, width: barW - 2, height: h, fill: s[2],
           "class": "bar", "data-key": k, "data-series": s[0], "data-value": String(v) });
-        bar.appendChild(svg("title", {}, k + " · " + t(s[1]) + ": " + pct(groups[k][s[0]])));
+        bar.appendChild(svg("title", {}, name(k) + " · " + t(s[1]) + ": " + pct(groups[k][s[0]])));
         root.appendChild(bar);
       });
       root.appendChild(svg("text", { x: left + i * groupW + groupW / 2, y: H - bottom + 14, "text-anchor": "middle",
-        "font-size": 10, fill: "#1d2733" }, k));
+        "font-size": 10, fill: "#1d2733" }, name(k)));
       root.appendChild(svg("text", { x: left + i * groupW + groupW / 2, y: H - bottom + 26, "text-anchor": "middle",
         "font-size": 9, fill: "#6b7785" }, "n=" + groups[k].tickets));
     });

@@ -1,4 +1,4 @@
-"""closed loops: visit outcomes (done / no-show / late) and the call-back "done" mark on hand-offs
+"""closed loops: visit outcomes (done / no-show / late), the call-back "done" mark on hand-offs, events by kind
 
 Revision ID: 0005_loops
 Revises: 0002
@@ -26,9 +26,13 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('callback_done_by', sa.Integer(), nullable=True))
         batch_op.create_foreign_key('fk_handoffs_callback_done_by_agents', 'agents', ['callback_done_by'], ['id'],
                                     ondelete='SET NULL')
+    with op.batch_alter_table('ticket_events', schema=None) as batch_op:
+        batch_op.create_index('ix_ticket_events_kind_at', ['kind', 'at'], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('ticket_events', schema=None) as batch_op:
+        batch_op.drop_index('ix_ticket_events_kind_at')
     with op.batch_alter_table('handoffs', schema=None) as batch_op:
         batch_op.drop_constraint('fk_handoffs_callback_done_by_agents', type_='foreignkey')
         batch_op.drop_column('callback_done_by')
