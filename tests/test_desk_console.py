@@ -53,10 +53,13 @@ def desk(tmp_path_factory):
         fixing, _ = book.open(conversation_id="desk-visit", channel="rest", kind="repair", language="zh",
                               now=now - timedelta(hours=5))
         book.record_facts(fixing, {"product": "fridge", "customer_name": "周先生"}, now)
-        start = as_utc(datetime.combine(today, time(0, 30), tzinfo=TZ))  # begun by now, whatever the hour
+        start = as_utc(datetime.combine(today, time(0, 0), tzinfo=TZ))  # begun by now, whatever the hour
         visit = Visit(ticket_id=fixing.id, engineer_id=e1.id, start=start, end=start + timedelta(hours=2),
                       status="booked", address="北京市朝阳区望京西路8号", created_at=start - timedelta(days=1))
-        uow.session.add(visit)
+        later = Visit(ticket_id=fixing.id, engineer_id=e1.id, start=start + timedelta(hours=2),
+                      end=start + timedelta(hours=4), status="booked", address="北京市朝阳区望京西路8号",
+                      created_at=start - timedelta(days=1))  # for the browser
+        uow.session.add_all([visit, later])
         returning, _ = book.open(conversation_id="desk-return", channel="telegram", kind="return", language="en",
                                  now=now - timedelta(hours=3))
         waiting, _ = book.open(conversation_id="desk-callback", channel="telegram", kind="complaint",
@@ -65,7 +68,7 @@ def desk(tmp_path_factory):
                                                               now=now - timedelta(hours=14))
         handoff.callback_due = now - timedelta(hours=1)
         uow.session.flush()
-        facts = {"visit": visit.id, "fixing": fixing.number, "returning": returning.number,
+        facts = {"visit": visit.id, "later": later.id, "fixing": fixing.number, "returning": returning.number,
                  "handoff": handoff.id, "waiting": waiting.number}
         uow.commit()
     engine.dispose()
@@ -177,8 +180,8 @@ def test_day_list_and_visit_states(desk):
     today = datetime.now(TZ).date().isoformat()
     status, day = call(base, "GET", f"/api/visits/day?engineer=E001&date={today}", token=token)
     assert status == 200 and day["engineer"]["code"] == "E001" and day["date"] == today
-    assert [v["id"] for v in day["visits"]] == [facts["visit"]]
-    assert day["visits"][0]["local_window"] == "00:30-02:30" and day["visits"][0]["customer"] == "周先生"
+    assert [v["id"] for v in day["visits"]] == [facts["visit"], facts["later"]]
+    assert day["visits"][0]["local_window"] == "00:00-02:00" and day["visits"][0]["customer"] == "周先生"
     path = f"/api/visits/{facts['visit']}/state"
     status, body = call(base, "POST", path, {"state": "late", "minutes": 0}, token=token)
     assert status == 400 and body["error"] == "bad_outcome"
@@ -247,7 +250,7 @@ def test_figures_page_draws_its_charts_in_chromium(desk):
         pytest.skip("playwright is not installed")
     if not CHROMIUM.exists():
         pytest.skip(f"no browser at {CHROMIUM}")
-    base, _facts = desk
+    base, facts = desk
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     errors: list[str] = []
     token = login(base)
@@ -288,8 +291,19 @@ def test_figures_page_draws_its_charts_in_chromium(desk):
             page.click("#lang-toggle")
             expect(page.locator("#desk-nav button[data-page='figures']")).to_have_text("Figures")
             expect(page.locator("#figures-view h2")).to_have_text("Figures")
+            # the engineer's day: one visit done (by the API test), one still booked, marked late here
             page.click("#desk-nav button[data-page='visits']")
-            expect(page.locator("#visits-list tr")).to_have_count(1, timeout=10_000)
+            expect(page.locator("#visits-list tr")).to_have_count(2, timeout=10_000)
+            later = page.locator(f"#visits-list tr[data-visit='{facts['later']}']")
+            page.once("dialog", lambda dialog: dialog.accept("25"))
+            later.locator("button", has_text="Late").click()
+            expect(later).to_contain_text("25 min late", timeout=10_000)
+            # an alert acknowledged on the page leaves the list and the badge
+            page.click("#desk-nav button[data-page='alerts']")
+            expect(page.locator("#alerts-list tr")).to_have_count(open_alerts, timeout=10_000)
+            page.locator("#alerts-list tr").first.locator("button", has_text="Acknowledge").click()
+            expect(page.locator("#alerts-list tr")).to_have_count(open_alerts - 1, timeout=10_000)
+            expect(page.locator("#alert-badge")).to_have_text(str(open_alerts - 1))
             page.click("#desk-nav button[data-page='callbacks']")
             expect(page.locator("#callbacks-view")).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "console-callbacks.png"))
