@@ -154,7 +154,7 @@ def cmd_tickets_report(args) -> int:
     if since >= until:
         raise SystemExit("--since must be before --until")
     with app.uow() as uow:
-        figures = desk_figures(uow.session, since=since, until=until, now=now)
+        figures = desk_figures(uow.session, since=since, until=until, now=now, tz=tz)
     if args.json:
         print(json.dumps(figures, ensure_ascii=False, indent=2))
         return 0
@@ -171,12 +171,31 @@ def cmd_tickets_report(args) -> int:
           f"were 1-2; mean {ratings['mean'] if ratings['mean'] is not None else '-'})")
     print(f"hand-offs            {figures['handoffs']['count']}  "
           + "  ".join(f"{k} {v}" for k, v in figures["handoffs"]["by_reason"].items()))
+    fcr = figures["first_contact_resolution"]
+    print(f"first-contact res.   {pct(fcr['rate'])}  ({fcr['count']} finished without a person, a visit or a reopen)")
+    print(f"hand-off rate        {pct(figures['handoff_rate'])}")
+    print(f"reopen rate          {pct(figures['reopen_rate'])}  ({figures['reopened']} reopened)")
+    sla = figures["sla_breaches"]
+    print(f"SLA breaches         first response {sla['first_response']}, resolution {sla['resolution']}")
+    hours = figures["median_hours_to_first_visit"]
+    print(f"to first visit       {'-' if hours is None else f'{hours:.1f} h'} (median)")
+    for title, key in (("week", "by_week"), ("product", "by_product"), ("channel", "by_channel")):
+        for name, g in figures[key].items():
+            print(f"  {title:<8} {name:<16} tickets {g['tickets']:<4} complaints {pct(g['complaint_rate']):<7} "
+                  f"omitted {pct(g['omission_rate']):<7} dissatisfied {pct(g['dissatisfaction_rate'])}")
+    for a in figures["agents"]:
+        r = a["ratings"]
+        print(f"  agent    {a['agent']:<16} handled {a['handled']:<4} median first response "
+              f"{'-' if a['median_first_response_minutes'] is None else a['median_first_response_minutes']} min  "
+              f"ratings {r['count']} (mean {r['mean'] if r['mean'] is not None else '-'})")
     promises = figures.get("promises")
     if promises:
         print(f"promises kept on time {pct(promises['kept_on_time_rate'])}  ({promises['kept_on_time']} of "
               f"{promises['due']} due; {promises['failed']} failed, {promises['overdue']} overdue)")
     for item in figures["omitted"][:50]:
         print(f"  omitted {item['number']} ({item['status']}): {', '.join(item['why'])}")
+    for item in sla["tickets"][:50]:
+        print(f"  SLA     {item['number']} ({item['status']}): {', '.join(item['why'])}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""`python -m bot visits ...`: engineer visits for the service desk (list, reminders due, roster sync)."""
+"""`python -m bot visits ...`: engineer visits for the service desk (list, reminders due, an engineer's day, roster
+sync)."""
 from __future__ import annotations
 
 import argparse
@@ -95,6 +96,38 @@ def cmd_visits_due(args) -> int:
     return 0
 
 
+def cmd_visits_day(args) -> int:
+    from datetime import date
+
+    from bot.services.visits import VisitError, day_list, day_list_json, find_engineer
+
+    with _opened() as (settings, uow_factory, roster), uow_factory() as uow:
+        if args.date:
+            try:
+                day = date.fromisoformat(args.date)
+            except ValueError:
+                print(f"--date must be a day like 2026-12-04, got {args.date!r}", file=sys.stderr)
+                return 2
+        else:
+            day = datetime.now(settings.timezone).date()
+        try:
+            engineer = find_engineer(uow.session, args.engineer)
+        except VisitError:
+            print(f"no engineer {args.engineer!r} (give the code, e.g. E001, or the name)", file=sys.stderr)
+            return 1
+        data = day_list_json(engineer, day, day_list(uow.session, engineer, day, settings.timezone), settings.timezone)
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+        return 0
+    e = data["engineer"]
+    print(f"{e['code']} {e['name']['zh']} / {e['name']['en']}  {data['date']}  {data['count']} visits")
+    for v in data["visits"]:
+        late = f" late {v['late_minutes']} min" if v["late_minutes"] else ""
+        print(f"  {v['local_window']}  {v['ticket'] or '-':<18} {v['status']:<8}{late}  {v['product'] or '-'}  "
+              f"{v['address']}")
+    return 0
+
+
 def cmd_visits_sync_roster(args) -> int:
     from bot.services.visits import sync_roster
 
@@ -116,6 +149,11 @@ def add_visit_commands(subparsers) -> None:
     due.add_argument("--json", action="store_true")
     due.add_argument("--at", help="ISO date-time to use instead of now (local time zone when it has no offset)")
     due.set_defaults(func=cmd_visits_due)
+    day = visits.add_parser("day", help="one engineer's visits on one day, in order")
+    day.add_argument("--engineer", required=True, help="engineer code (E001) or name in either language")
+    day.add_argument("--date", help="YYYY-MM-DD in the desk's time zone (default: today)")
+    day.add_argument("--json", action="store_true")
+    day.set_defaults(func=cmd_visits_day)
     sync = visits.add_parser("sync-roster", help="write the engineers of the roster file into the database")
     sync.set_defaults(func=cmd_visits_sync_roster)
 

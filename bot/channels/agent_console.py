@@ -6,6 +6,8 @@ Registered in credentials.yml as `bot.channels.agent_console.AgentConsoleInput:`
     GET  /webhooks/agent/               the console (plain HTML/CSS/JS from bot/channels/agent_static/, zh and en)
     GET  /webhooks/agent/openapi.json   the API described in OpenAPI 3.0
     /webhooks/agent/api/...             the JSON API; every call but login needs `Authorization: Bearer <token>`
+                                        (the desk pages' part — alerts, call-backs, visits, figures — is in
+                                        bot/channels/agent_desk.py)
 
 Taking over (the heart of it): claiming a conversation appends `ConversationPaused` to the customer's tracker, so
 Rasa predicts nothing for them on any channel until the hand-back; their messages still land in the tracker and
@@ -36,6 +38,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot.channels.agent_desk import add_desk_routes, desk_openapi_paths
 from bot.services.handoff import HTTP_STATUS, HandoffError
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,8 @@ STATIC_DIR = Path(__file__).resolve().parent / "agent_static"
 STATIC_FILES = {
     "console.js": "application/javascript; charset=utf-8",
     "console.css": "text/css; charset=utf-8",
+    "desk.js": "application/javascript; charset=utf-8",  # the desk pages: alerts, call-backs, visits, figures
+    "desk.css": "text/css; charset=utf-8",
 }
 PAGE_HEADERS = {
     "Cache-Control": "no-cache",
@@ -324,7 +329,8 @@ class AgentConsoleInput(InputChannel):
                 except Unauthorised:
                     return error(401, "unauthorised", "sign in: Authorization: Bearer <token>")
                 except HandoffError as exc:
-                    return error(HTTP_STATUS.get(exc.code, 400), exc.code, str(exc))
+                    status = getattr(exc, "http_status", None) or HTTP_STATUS.get(exc.code, 400)
+                    return error(status, exc.code, str(exc))
             wrapped.__name__ = handler.__name__
             return wrapped
 
@@ -604,6 +610,7 @@ class AgentConsoleInput(InputChannel):
 
             return ok(await as_agent(request, work), status=201)
 
+        add_desk_routes(bp, backend, as_agent, ok, guarded)
         return bp
 
 
@@ -690,6 +697,7 @@ def openapi_document() -> dict:
             "/api/conversations/{conversation_id}/notes": {"post": op(
                 "Add an internal note to the ticket", obj, params=[conv], status="201",
                 body={"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}})},
+            **desk_openapi_paths(op, obj),
         },
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},

@@ -8,7 +8,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -16,15 +16,16 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from bot.services.tickets import add_event, as_utc, iso
-from bot.store.models import Engineer, Ticket, Visit
+from bot.services.tickets import TicketBook, add_event, as_utc, iso
+from bot.store.models import TRANSITIONS, VISIT_TRANSITIONS, Engineer, Ticket, TicketStatus, Visit, VisitStatus
 
 log = logging.getLogger(__name__)
 
 CATEGORIES = ("air_conditioner", "fridge", "washing_machine", "water_heater", "tv", "range_hood", "dishwasher",
               "gas_hob", "microwave")
 ERROR_CODES = ("outside_service_area", "no_engineer", "past", "outside_working_hours", "slot_taken", "not_delivered",
-               "visit_not_found", "bad_window", "already_booked")
+               "visit_not_found", "bad_window", "not_started", "bad_outcome", "engineer_not_found", "visit_finished",
+               "already_booked")
 LEAD_TIME = timedelta(hours=1)  # no window starts sooner than this after `now`
 HORIZON = timedelta(days=14)  # how far ahead windows are looked for
 BOOKED, CANCELLED = "booked", "cancelled"
@@ -687,6 +688,127 @@ class VisitBook:
         return [(visit, kind) for _at, visit, kind in due]
 
 
+# ---------------------------------------------------------------------------------------------- outcomes
+OUTCOMES = ("done", "no_show", "late")
+MAX_LATE_MINUTES = 24 * 60
+
+
+
+def _promise_check_back(uow, visit: Visit, now: datetime) -> None:
+    from bot.services.promises import schedule_check_back  # promises build on visits, not the other way round
+
+    schedule_check_back(uow, visit, now)
+
+
+# Called as hook(uow, visit, now) inside the unit of work that marks a visit done, before it commits (the visit's
+# ticket is resolved by then); a hook that raises rolls the whole change back.
+ON_VISIT_DONE: list[Callable[[Any, Visit, datetime], None]] = [_promise_check_back]
+
+
+def record_visit_outcome(uow, visit_id: int, outcome: str, now: datetime, *, actor: str = "agent",
+                         by: str | None = None, late_minutes: int | None = None, note: str = "",
+                         tz: ZoneInfo | None = None) -> Visit:
+    """The desk records what became of a visit, in the caller's unit of work (the caller commits):
+
+    - "done": the engineer came and did the work. The visit ends, the ticket is resolved (through
+      `TicketBook.set_status`, when its state allows), and every ON_VISIT_DONE hook runs (by default: the
+      check-back after the visit is promised, "is it working now?");
+    - "no_show": the visit did not happen (`note` says why, e.g. nobody at home). The visit ends; the ticket stays
+      open for the desk to book again;
+    - "late": the engineer is or was `late_minutes` late. A mark on a live (booked) visit, which keeps its window;
+      marking it again replaces the minutes.
+
+    Each is an event on the ticket: visit_done, visit_no_show, visit_late. Done and no-show cannot be recorded for a
+    visit whose window has not begun ("not_started"), nor twice ("visit_finished": it is no longer booked).
+    """
+    if outcome not in OUTCOMES:
+        raise VisitError("bad_outcome", f"{outcome!r} is not one of {', '.join(OUTCOMES)}")
+    session = uow.session
+    visit = session.execute(select(Visit).where(Visit.id == visit_id).with_for_update()
+                            .options(selectinload(Visit.ticket), selectinload(Visit.engineer))
+                            .execution_options(populate_existing=True)).scalar_one_or_none()
+    if visit is None:
+        raise VisitError("visit_not_found", f"visit {visit_id}")
+    note = (note or "").strip()[:500]
+    common = {"visit_id": visit.id, "engineer": visit.engineer.code if visit.engineer else None,
+              "start": iso(visit.start), "by": by or actor}
+    if note:
+        common["note"] = note
+    ticket = visit.ticket
+    if outcome == "late":
+        if visit.status != VisitStatus.booked.value:
+            raise VisitError("visit_finished", f"visit {visit.id} is {visit.status}")
+        if not isinstance(late_minutes, int) or isinstance(late_minutes, bool) or \
+                not 1 <= late_minutes <= MAX_LATE_MINUTES:
+            raise VisitError("bad_outcome", f"late needs minutes 1..{MAX_LATE_MINUTES}")
+        visit.late_minutes = late_minutes
+        visit.late_at = now
+        ticket.updated_at = now
+        add_event(session, ticket, "visit_late", actor, now, minutes=late_minutes, **common)
+        return visit
+    new = VisitStatus(outcome)
+    if new not in VISIT_TRANSITIONS[VisitStatus(visit.status)]:
+        raise VisitError("visit_finished", f"visit {visit.id} is {visit.status}")
+    if as_utc(visit.start) > now:
+        raise VisitError("not_started", f"visit {visit.id} begins at {iso(visit.start)}")
+    visit.status = new.value
+    visit.outcome_at = now
+    visit.outcome_by = (by or actor)[:64]
+    ticket.updated_at = now
+    add_event(session, ticket, f"visit_{outcome}", actor, now, **common)
+    session.flush()
+    if new == VisitStatus.done:
+        if TicketStatus.resolved in TRANSITIONS[TicketStatus(ticket.status)]:
+            TicketBook(session, tz or ZoneInfo("UTC")).set_status(
+                ticket, TicketStatus.resolved.value, now, actor=actor, note=f"visit {visit.id} done")
+        for hook in list(ON_VISIT_DONE):
+            hook(uow, visit, now)
+    return visit
+
+
+def find_engineer(session: Session, name: str) -> Engineer:
+    """An engineer by code ("E001") or by name in either language (case and spaces ignored)."""
+    wanted = _norm(name).replace(" ", "")
+    if not wanted:
+        raise VisitError("engineer_not_found", "no name given")
+    engineers = list(session.execute(select(Engineer).order_by(Engineer.code)).scalars())
+    for engineer in engineers:
+        if wanted in (_norm(engineer.code), _norm(engineer.name_zh).replace(" ", ""),
+                      _norm(engineer.name_en).replace(" ", "")):
+            return engineer
+    raise VisitError("engineer_not_found", name)
+
+
+def day_list(session: Session, engineer: Engineer, day: date, tz: ZoneInfo) -> list[Visit]:
+    """The engineer's visits starting on `day` (desk time zone), in order, cancelled ones left out."""
+    start = datetime.combine(day, time(0), tzinfo=tz)
+    end = start + timedelta(days=1)
+    return list(session.execute(
+        select(Visit).options(selectinload(Visit.ticket), selectinload(Visit.engineer))
+        .where(Visit.engineer_id == engineer.id, Visit.start >= as_utc(start), Visit.start < as_utc(end),
+               Visit.status != CANCELLED)
+        .order_by(Visit.start, Visit.id)).scalars())
+
+
+def day_list_json(engineer: Engineer, day: date, visits: Iterable[Visit], tz: ZoneInfo) -> dict:
+    """The JSON shape of `python -m bot visits day --json` and the console's GET api/visits/day."""
+    items = []
+    for v in visits:
+        t = v.ticket
+        items.append({
+            "id": v.id, "ticket": t.number if t else None, "start": iso(v.start), "end": iso(v.end),
+            "local_window": f"{as_utc(v.start).astimezone(tz):%H:%M}-{as_utc(v.end).astimezone(tz):%H:%M}",
+            "status": v.status, "late_minutes": v.late_minutes, "outcome_at": iso(v.outcome_at),
+            "outcome_by": v.outcome_by, "address": v.address,
+            "customer": (t.customer_name if t else None), "phone": (t.phone if t else None),
+            "product": t.product if t else None, "model": t.model if t else None,
+            "symptom": t.symptom if t else None, "ticket_status": t.status if t else None,
+        })
+    return {"engineer": {"code": engineer.code, "name": {"zh": engineer.name_zh, "en": engineer.name_en},
+                         "phone": engineer.phone},
+            "date": day.isoformat(), "timezone": str(tz), "count": len(items), "visits": items}
+
+
 def visit_json(visit: Visit) -> dict:
     """The JSON shape other tools read (`python -m bot visits list --json`); times in UTC with offset."""
     engineer = visit.engineer
@@ -702,4 +824,7 @@ def visit_json(visit: Visit) -> dict:
         "status": visit.status,
         "reminders": {"day_before": iso(visit.reminder_day_before_at), "two_hours": iso(visit.reminder_2h_at)},
         "created_at": iso(visit.created_at),
+        "late_minutes": visit.late_minutes,
+        "outcome_at": iso(visit.outcome_at),
+        "outcome_by": visit.outcome_by,
     }

@@ -176,6 +176,7 @@ class TicketEvent(Base):
     """Append-only log: what changed on a ticket, who did it and when."""
 
     __tablename__ = "ticket_events"
+    __table_args__ = (Index("ix_ticket_events_kind_at", "kind", "at"),)  # the desk's alerts read by kind
     id = Column(Integer, primary_key=True)
     ticket_id = Column(Integer, ForeignKey("tickets.id", ondelete="CASCADE"), nullable=False, index=True)
     at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
@@ -212,6 +213,21 @@ class Engineer(Base):
     days_off = Column(JSON, nullable=False, default=list)  # weekday numbers, 0=Monday
 
 
+class VisitStatus(str, enum.Enum):
+    booked = "booked"
+    cancelled = "cancelled"
+    done = "done"  # the engineer came and carried out the work (resolves the ticket)
+    no_show = "no_show"  # the visit did not happen (nobody at home, or the engineer did not come)
+
+
+VISIT_TRANSITIONS: dict[VisitStatus, frozenset[VisitStatus]] = {
+    VisitStatus.booked: frozenset({VisitStatus.cancelled, VisitStatus.done, VisitStatus.no_show}),
+    VisitStatus.cancelled: frozenset(),
+    VisitStatus.done: frozenset(),
+    VisitStatus.no_show: frozenset(),
+}
+
+
 class Visit(Base):
     __tablename__ = "visits"
     __table_args__ = (
@@ -232,16 +248,23 @@ class Visit(Base):
             postgresql_where=text("status = 'booked'"),
             sqlite_where=text("status = 'booked'"),
         ),
+        Index("ix_visits_engineer_start", "engineer_id", "start"),  # the engineer's day list
     )
     id = Column(Integer, primary_key=True)
     ticket_id = Column(Integer, ForeignKey("tickets.id", ondelete="CASCADE"), nullable=False, index=True)
     engineer_id = Column(Integer, ForeignKey("engineers.id", ondelete="RESTRICT"), nullable=False)
     start = Column(DateTime(timezone=True), nullable=False)
     end = Column(DateTime(timezone=True), nullable=False)
-    status = Column(String(16), nullable=False, default="booked")  # booked, cancelled, done
+    status = Column(String(16), nullable=False, default="booked")  # booked, cancelled, done, no_show (VISIT_TRANSITIONS)
     address = Column(String(300), nullable=False)
     reminder_day_before_at = Column(DateTime(timezone=True))
     reminder_2h_at = Column(DateTime(timezone=True))
+    # the outcome the desk recorded (done / no_show): when and by whom; "late" is a mark on a live visit, which
+    # keeps its window
+    outcome_at = Column(DateTime(timezone=True))
+    outcome_by = Column(String(64))
+    late_minutes = Column(Integer)
+    late_at = Column(DateTime(timezone=True))
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
     ticket = relationship("Ticket")
     engineer = relationship("Engineer")
@@ -327,6 +350,9 @@ class Handoff(Base):
     language = Column(String(8), nullable=False, default="zh")
     anger = Column(Float, nullable=False, default=0.0)
     callback_due = Column(DateTime(timezone=True))
+    # the out-of-hours call-back made: when and by which agent (the desk's work list)
+    callback_done_at = Column(DateTime(timezone=True))
+    callback_done_by = Column(Integer, ForeignKey("agents.id", ondelete="SET NULL"))
     ticket = relationship("Ticket")
     agent = relationship("Agent")
 
@@ -365,6 +391,8 @@ class SignInFailure(Base):
     name = Column(String(64), nullable=False, index=True)
     address = Column(String(64), nullable=False, index=True)
     at = Column(DateTime(timezone=True), nullable=False, default=utcnow, index=True)
+
+
 # --- the outbox: every promise the bot makes, kept until it is sent (bot/services/outbox.py) ------------------
 class OutboxStatus(str, enum.Enum):
     pending = "pending"  # waiting for its due time
@@ -401,3 +429,5 @@ class OutboxItem(Base):
     dedupe_key = Column(String(160), unique=True)
     ticket = relationship("Ticket")
     visit = relationship("Visit")
+    agent = relationship("Agent", foreign_keys=[agent_id])
+    callback_agent = relationship("Agent", foreign_keys=[callback_done_by])

@@ -122,6 +122,7 @@
     }
     return node;
   }
+  window.AgentConsoleKit = { el: el, label: label };  // shared with desk.js
   function fmtTime(iso) {
     if (!iso) { return t("none"); }
     var d = new Date(iso);
@@ -172,6 +173,7 @@
       node.setAttribute("placeholder", t(node.getAttribute("data-i18n-placeholder")));
     });
     $("lang-toggle").textContent = t("lang_toggle");
+    document.dispatchEvent(new CustomEvent("agent:language", { detail: { lang: state.lang } }));  // desk.js
     renderCanned();
     if (state.agent) { refreshQueue(); }
     if (state.card && state.conversation) { loadCase(); }  // the transcript's labels too
@@ -189,6 +191,7 @@
     refreshQueue();
     clearInterval(state.queueTimer);
     state.queueTimer = setInterval(refreshQueue, 2000);
+    document.dispatchEvent(new CustomEvent("agent:signed-in", { detail: { agent: state.agent } }));  // desk.js
   }
   function signedOut() {
     state.token = null; state.agent = null; state.conversation = null; state.card = null;
@@ -196,6 +199,7 @@
     clearInterval(state.queueTimer); clearInterval(state.eventsTimer);
     $("desk-view").hidden = true; $("login-view").hidden = false; $("logout").hidden = true; $("me").hidden = true;
     $("desk-status").hidden = true;
+    document.dispatchEvent(new CustomEvent("agent:signed-out"));  // desk.js
   }
   $("login-form").addEventListener("submit", function (ev) {
     ev.preventDefault();

@@ -1,7 +1,7 @@
 """sign-in failures (console throttling)
 
 Revision ID: 0007_guard
-Revises: 0004_outbox
+Revises: 0005_loops
 Create Date: 2026-12-04 16:40:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0007_guard'
-down_revision = '0004_outbox'
+down_revision = '0005_loops'
 branch_labels = None
 depends_on = None
 
