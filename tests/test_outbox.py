@@ -287,3 +287,18 @@ def test_two_runners_on_postgresql_send_500_rows_exactly_once(pg_engine, tmp_pat
     stored = rows(sessions)
     assert {r.status for r in stored} == {"sent"} and {r.attempts for r in stored} == {1}
     print(f"two runners, 500 rows: {by_runner}")
+
+
+def test_a_promise_question_keeps_the_open_flow_to_go_back_to():
+    from bot.services.promises import promise_state
+
+    question = {"kind": "visit_check_back", "ticket": "SV-1"}
+    mid_complaint = {"flow": "complaint", "ticket": "SV-2", "step": "gather", "asking": "phone"}
+    state = promise_state(mid_complaint, question)
+    assert state == {"flow": "promise", "promise": question, "last_ticket": "SV-1", "resume": mid_complaint}
+    # A promise over another promise: the first one's question is dropped, what was open before it is kept.
+    survey = {"kind": "survey", "ticket": "SV-1", "q": 0}
+    assert promise_state(state, survey)["resume"] == mid_complaint
+    # The end-of-chat rating question is not an open flow to go back to.
+    assert promise_state({"flow": "survey", "last_ticket": "SV-3"}, question)["resume"] == {"last_ticket": "SV-3"}
+    assert "resume" not in promise_state(None, question)
