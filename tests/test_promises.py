@@ -190,6 +190,8 @@ def test_the_self_check_promises_a_call_back_and_not_fixed_goes_on_with_the_next
     chat = Chat(tools, "promise-self-check", language="en")
     for text, intent in [("my fridge is not cooling", "request_repair"), ("yes", "affirm"),
                          ("BCD-470WDPG", "inform"), ("order JD240512345678", "inform"),
+                         # an order number alone never links a customer (issue 18): the phone is the second fact
+                         ("13812345678", "inform"),
                          ("Flat 3, 8 Wangjing West Road, Chaoyang District, Beijing", "inform"),
                          ("after 6pm tomorrow", "inform")]:
         chat.say(text, intent)

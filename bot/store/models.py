@@ -354,7 +354,8 @@ class Handoff(Base):
     callback_done_at = Column(DateTime(timezone=True))
     callback_done_by = Column(Integer, ForeignKey("agents.id", ondelete="SET NULL"))
     ticket = relationship("Ticket")
-    agent = relationship("Agent")
+    agent = relationship("Agent", foreign_keys=[agent_id])
+    callback_agent = relationship("Agent", foreign_keys=[callback_done_by])
 
 
 # --- issue 18: who may see and change a ticket -----------------------------------------------------------------
@@ -429,5 +430,3 @@ class OutboxItem(Base):
     dedupe_key = Column(String(160), unique=True)
     ticket = relationship("Ticket")
     visit = relationship("Visit")
-    agent = relationship("Agent", foreign_keys=[agent_id])
-    callback_agent = relationship("Agent", foreign_keys=[callback_done_by])
