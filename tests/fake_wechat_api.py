@@ -8,12 +8,11 @@ It speaks the HTTP protocol of api.weixin.qq.com for the four calls the channel 
 Errors come back as WeChat sends them: HTTP 200 with {"errcode": N, "errmsg": "..."}: 40001 (invalid or replaced
 token), 42001 (token expired), 40013/40125 (wrong app id/secret), 40007 (unknown media), 40037 (unknown template),
 45002 (text too long), 45015 (the customer wrote more than 48 hours ago: outside the customer-service window).
-Like WeChat, a newly issued token replaces the previous one. Every call is recorded. It runs an aiohttp app in a
-background thread with its own event loop.
+Like WeChat, a newly issued token replaces the previous one. Every call is recorded. It runs on
+tests/loopback.py's LoopbackServer.
 """
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import secrets
@@ -22,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
+from tests.loopback import LoopbackServer
 
 WINDOW_SECONDS = 48 * 3600
 TEXT_LIMIT = 2048  # bytes of a customer-service text message
@@ -39,8 +40,11 @@ class Call:
         return self.errcode == 0
 
 
-class FakeWeChatAPI:
+class FakeWeChatAPI(LoopbackServer):
+    thread_name = "fake-wechat-api"
+
     def __init__(self, app_id: str, app_secret: str):
+        super().__init__()
         self.app_id, self.app_secret = app_id, app_secret
         self.calls: list[Call] = []
         self.media: dict[str, tuple[str, bytes]] = {}
@@ -50,46 +54,13 @@ class FakeWeChatAPI:
         self.expired = False
         self._lock = threading.Lock()
         self._ids = itertools.count(200228332)
-        self._thread: threading.Thread | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.port: int | None = None
 
     # ------------------------------------------------------------------ control from the tests
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> "FakeWeChatAPI":
-        ready = threading.Event()
-
-        def serve() -> None:
-            self.loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(self.loop)
-            app = web.Application()
-            app.router.add_get("/cgi-bin/token", self._token)
-            app.router.add_post("/cgi-bin/message/custom/send", self._custom_send)
-            app.router.add_get("/cgi-bin/media/get", self._media_get)
-            app.router.add_post("/cgi-bin/message/template/send", self._template_send)
-            self._runner = web.AppRunner(app, access_log=None)
-            self.loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            self.loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]
-            ready.set()
-            self.loop.run_forever()
-
-        self._thread = threading.Thread(target=serve, name="fake-wechat-api", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake WeChat API did not start")
-        return self
-
-    def stop(self) -> None:
-        if self.loop is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/cgi-bin/token", self._token)
+        router.add_post("/cgi-bin/message/custom/send", self._custom_send)
+        router.add_get("/cgi-bin/media/get", self._media_get)
+        router.add_post("/cgi-bin/message/template/send", self._template_send)
 
     def user_wrote(self, openid: str, at: float | None = None) -> None:
         """WeChat knows when a follower last wrote: the customer-service window is counted from it."""

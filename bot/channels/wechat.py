@@ -46,6 +46,7 @@ from wechatpy.messages import UnknownMessage
 from wechatpy.parser import parse_message
 from wechatpy.utils import WeChatSigner
 
+from bot.channels.config import settings_reader
 from bot.services import wechat as store
 from bot.services.conversation import conversation_id
 
@@ -83,12 +84,7 @@ class WeChatConfig:
     @classmethod
     def load(cls, credentials: dict | None = None, env: dict | None = None) -> "WeChatConfig":
         env = os.environ if env is None else env
-        creds = credentials or {}
-
-        def value(env_name: str, key: str) -> str | None:
-            raw = env.get(env_name) or creds.get(key)
-            return (str(raw).strip() or None) if raw not in (None, "") else None
-
+        value = settings_reader(env, credentials)
         return cls(token=value("WECHAT_TOKEN", "token"), app_id=value("WECHAT_APP_ID", "app_id"),
                    app_secret=value("WECHAT_APP_SECRET", "app_secret"), aes_key=value("WECHAT_AES_KEY", "aes_key"),
                    api_url=(value("WECHAT_API_URL", "api_url") or DEFAULT_API_URL).rstrip("/"),
@@ -582,24 +578,13 @@ class WeChatInput(InputChannel):
         await self.output.send_text_message(openid, text)
 
     def _save(self, openid: str, data: bytes, mime_type: str | None, language: str) -> str:
-        from bot.services.attachments import discard_file, save_attachment
-        from bot.services.tickets import SLA, TicketBook
+        from bot.services.attachments import store_attachment
 
         db = self.deliverer.db
-        settings = db.settings
         with db.uow() as uow:
-            book = TicketBook(uow.session, settings.timezone,
-                              SLA(settings.first_response_hours, settings.resolution_hours))
-            number, attachment = save_attachment(
-                uow, conversation_id=conversation_id("wechat", openid), channel=self.name(), data=data,
-                mime_type=mime_type, filename=None, language=language, now=datetime.now(timezone.utc),
-                var_dir=self._var_dir or settings.var_dir, book=book)
-            try:
-                uow.commit()
-            except Exception:
-                discard_file(attachment.path)
-                raise
-        return number
+            return store_attachment(uow, db.settings, conversation_id=conversation_id("wechat", openid),
+                                    channel=self.name(), data=data, mime_type=mime_type, filename=None,
+                                    language=language, now=datetime.now(timezone.utc), var_dir=self._var_dir)
 
     async def _image(self, openid: str, media_id: str) -> None:
         from bot.services.attachments import AttachmentError
