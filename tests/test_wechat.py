@@ -524,6 +524,7 @@ def test_a_booked_visits_reminder_follows_the_48_hour_rule(stack, api):
     call = api.calls_of("template_send", touser=openid)[-1]
     assert call.params["template_id"] == TEMPLATE_DAY_BEFORE and call.params["data"]["first"]["value"] == text
     assert call.params["data"]["keyword1"]["value"] == number
+    assert not api.calls_of("custom_send", ok=False, touser=openid)  # the window was known: no refused attempt
 
     # No template for the two-hour reminder: it waits, and is the first thing they read when they write again.
     two_hours = f"工程师两小时后到达（工单 {number}），请保持电话畅通。"
@@ -623,7 +624,7 @@ def test_an_agents_reply_reaches_the_wechat_user_or_waits_past_48_hours(stack, a
     later = "王丽：换货的冰箱明天送到。"
     status, sent = console(stack, "POST", f"/api/conversations/{conversation}/messages", {"text": later}, token=token)
     assert status == 201 and sent["delivery"] == {"delivered": False, "via": "wechat-held"}
-    assert api.texts_to(openid)[-1] == reply
+    assert api.texts_to(openid)[-1] == reply and not api.calls_of("custom_send", ok=False, touser=openid)
     before = len(api.texts_to(openid))
     push(stack, api, text_xml(openid, "好的，谢谢"))
     assert api.wait_for_messages(openid, before + 1)[before]["text"]["content"] == later
