@@ -305,6 +305,18 @@ def test_token_is_fetched_once_shared_and_refreshed_on_42001_and_40001(api, sess
     assert refused == [42001, 40001]
 
 
+def test_a_long_reply_is_split_into_messages_of_at_most_2048_bytes(api, sessions):
+    from bot.channels.wechat import WeChatOutput
+
+    openid = new_openid()
+    api.user_wrote(openid)
+    text = "\n".join(f"第{i}步：" + "请检查冰箱门封条是否严密" * 4 for i in range(60))  # ~9,000 bytes
+    asyncio.run(WeChatOutput(WeChatAPI(config(api), WeChatStore(sessions))).send_text_message(f"wechat:{openid}", text))
+    sent = api.texts_to(openid)
+    assert len(sent) == 5 and all(len(t.encode()) <= 2048 for t in sent) and "\n".join(sent) == text
+    assert not api.calls_of("custom_send", ok=False, touser=openid)
+
+
 def test_wrong_app_secret_raises_with_wechats_code(api, sessions):
     bad = WeChatAPI(config(api, app_secret="wrong"), WeChatStore(sessions))
     with pytest.raises(Exception) as err:
@@ -441,6 +453,8 @@ def test_forged_or_replayed_push_is_refused_and_nothing_is_processed(stack, api,
     (b"", 400), (b"not xml at all", 400), (b'{"MsgType": "text"}', 400), (b"<xml><Content>hi</Content></xml>", 400),
     (b"<xml><MsgType>text</MsgType><Content>no sender</Content></xml>", 400),
     (b"<!DOCTYPE x [<!ENTITY a 'aaaa'>]><xml><MsgType>text</MsgType>" + b"&a;" * 30000 + b"</xml>", 413),
+    (b"<!DOCTYPE x [<!ENTITY a 'oWx_entity'>]><xml><FromUserName>&a;</FromUserName><MsgType>text</MsgType>"
+     b"<Content>hi</Content><MsgId>1</MsgId></xml>", 400),  # entities are not expanded: refused
 ])
 def test_bodies_that_are_not_wechat_messages_are_refused(stack, api, body, status):
     calls = api.count()

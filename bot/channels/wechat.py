@@ -42,7 +42,6 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidSignatureException
-from wechatpy.messages import UnknownMessage
 from wechatpy.parser import parse_message
 from wechatpy.utils import WeChatSigner
 
@@ -101,6 +100,11 @@ class WeChatAPIError(Exception):
     @property
     def window_closed(self) -> bool:
         return self.errcode in WINDOW_ERRORS
+
+    @property
+    def retryable(self) -> bool:
+        """Worth trying again later: WeChat busy (-1, 45009 over the daily quota) or the HTTP call failed."""
+        return self.errcode in (-1, 45009)
 
 
 def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
@@ -466,9 +470,9 @@ class WeChatInput(InputChannel):
                         return response.text("safe mode not configured", status=400)
                     body = self.crypto.decrypt_message(body, args.get("msg_signature", ""), args.get("timestamp"),
                                                        args.get("nonce"))
-                message = parse_message(body)
-                if message is None or isinstance(message, UnknownMessage) or not message.source:
-                    raise ValueError("not a message we know")
+                message = parse_message(body)  # a MsgType wechatpy does not know yet is an UnknownMessage
+                if message is None or not message.source or not message._data.get("MsgType"):
+                    raise ValueError("not a WeChat message")
                 data = dict(message._data)
             except InvalidSignatureException:
                 log.warning("wechat webhook: wrong msg_signature from %s", request.ip)
