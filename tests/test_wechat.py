@@ -599,6 +599,16 @@ def test_menu_click_voice_and_unsupported_messages(stack, api):
     settle(stack, openid, 3)
     assert user_events(stack, openid)[-1]["text"] == "我的洗衣机漏水了"
 
+    push(stack, api, event_xml(openid, "CLICK", key="/check_status"))  # the account's own menu (自定义菜单)
+    settle(stack, openid, 4)
+    assert user_events(stack, openid)[-1]["text"] == "/check_status"
+    before = len(api.texts_to(openid))
+    video = voice_xml(openid, None).replace("[voice]", "[video]").replace("<Format><![CDATA[amr]]></Format>", "")
+    push(stack, api, video)
+    got = api.wait_for_messages(openid, before + 1)[before:]
+    assert [m["text"]["content"] for m in got] == [TEXTS.get("attachment_rejected", "zh")]
+    assert len(user_events(stack, openid)) == 4  # nothing of it reached the bot
+
 
 def console(stack: Stack, method: str, path: str, body=None, token: str | None = None) -> tuple[int, dict]:
     import json
