@@ -498,6 +498,11 @@ def test_a_photo_is_fetched_through_the_media_api_and_stored_on_the_ticket(stack
     push(stack, api, image_xml(openid, f"fake-{openid}"))
     got = api.wait_for_messages(openid, before + 1)[before:]
     assert [m["text"]["content"] for m in got] == [TEXTS.get("attachment_rejected", "zh")]
+    api.add_media(f"huge-{openid}", JPEG[:-2] + b"\x00" * (11 * 1024 * 1024) + b"\xff\xd9")  # over 10 MB
+    before = len(api.texts_to(openid))
+    push(stack, api, image_xml(openid, f"huge-{openid}"))
+    got = api.wait_for_messages(openid, before + 1)[before:]
+    assert [m["text"]["content"] for m in got] == [TEXTS.get("attachment_rejected", "zh")]
     with db(stack) as session:
         assert len(session.execute(select(Attachment).where(Attachment.ticket_id == ticket.id)).all()) == 1
 

@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://api.weixin.qq.com"
 TEXT_LIMIT = 2048  # bytes (UTF-8) of one customer-service text message
 MAX_BODY = 64 * 1024  # a pushed message is a few hundred bytes; anything this big is not WeChat
+MAX_DOWNLOAD = 10 * 1024 * 1024 + 1  # media over the attachments' 10 MB are refused anyway; stop reading there
 MAX_SKEW = 300  # seconds: pushes with an older (or future) timestamp are refused as replays
 TOKEN_ERRORS = {40001, 40014, 42001}  # the access token is invalid, replaced or expired: fetch a new one, retry once
 WINDOW_ERRORS = {45015, 45047}  # outside the 48-hour window / over the 20 replies per customer message
@@ -185,16 +186,24 @@ class WeChatAPI:
                                         ) as resp:
                     if resp.status != 200:
                         raise WeChatAPIError(-1, f"HTTP {resp.status}")
-                    return resp.headers.get("Content-Type", ""), await resp.read()
+                    data = bytearray()
+                    async for chunk in resp.content.iter_chunked(64 * 1024):
+                        data += chunk
+                        if len(data) > MAX_DOWNLOAD:
+                            raise WeChatAPIError(-1, f"answer over {MAX_DOWNLOAD} bytes")
+                    return resp.headers.get("Content-Type", ""), bytes(data)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise WeChatAPIError(-1, f"{exc.__class__.__name__}: {exc}") from exc
+            # the class only: the message may hold the URL, and the URL the access token or the AppSecret
+            raise WeChatAPIError(-1, exc.__class__.__name__) from exc
 
     @staticmethod
     def _answer(content_type: str, raw: bytes) -> dict:
         try:
             data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
         except ValueError as exc:
-            raise WeChatAPIError(-1, f"not JSON ({content_type})") from exc
+            raise WeChatAPIError(-1, f"not a JSON object ({content_type})") from exc
         if data.get("errcode"):
             raise WeChatAPIError(int(data["errcode"]), str(data.get("errmsg", "")))
         return data
