@@ -245,6 +245,25 @@ def test_held_messages_and_menus(uow_factory):
         assert service.held_for(uow, "o4") == []
 
 
+def test_migration_downgrades_and_upgrades_again(db_engine):
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from bot.store.db import alembic_config
+
+    tables = {"wechat_tokens", "wechat_inbound", "wechat_users", "wechat_held"}
+    cfg = alembic_config(str(db_engine.url))
+    with db_engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        assert tables <= set(inspect(conn).get_table_names())
+        command.downgrade(cfg, "0002")
+        assert not tables & set(inspect(conn).get_table_names())
+        command.upgrade(cfg, "head")
+        assert tables <= set(inspect(conn).get_table_names())
+        [unique] = inspect(conn).get_unique_constraints("wechat_inbound")
+        assert unique["column_names"] == ["msg_key"]
+
+
 def test_template_ids_come_from_the_environment():
     env = {"WECHAT_TEMPLATE_VISIT_REMINDER_DAY_BEFORE": " tpl-1 ", "WECHAT_TEMPLATE_SURVEY": "", "OTHER": "x"}
     assert service.template_ids(env) == {"visit_reminder_day_before": "tpl-1"}
