@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from tests.loopback import LoopbackServer
+
 # Parameters python-telegram-bot JSON-encodes in form bodies (strings such as `text` are sent as they are).
 JSON_FIELDS = {"reply_markup", "allowed_updates", "offset", "limit", "timeout", "show_alert", "drop_pending_updates",
                "max_connections", "cache_time", "link_preview_options", "reply_parameters", "entities",
@@ -36,8 +38,12 @@ class Call:
         return self.status == 200
 
 
-class FakeBotAPI:
+class FakeBotAPI(LoopbackServer):
+    thread_name = "fake-bot-api"
+    client_max_size = 60 * 1024 * 1024
+
     def __init__(self, token: str):
+        super().__init__()
         self.token = token
         self.calls: list[Call] = []
         self.files: dict[str, tuple[str, bytes]] = {}
@@ -45,44 +51,11 @@ class FakeBotAPI:
         self._failures: dict[str, list[tuple[int, str, dict | None]]] = defaultdict(list)
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._thread: threading.Thread | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.port: int | None = None
 
     # ------------------------------------------------------------------ control from the tests
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> "FakeBotAPI":
-        ready = threading.Event()
-
-        def serve() -> None:
-            self.loop = asyncio.new_event_loop()
-            asyncio.set_event_loop(self.loop)
-            app = web.Application(client_max_size=60 * 1024 * 1024)
-            app.router.add_post("/bot{token}/{method}", self._api)
-            app.router.add_get("/file/bot{token}/{path:.+}", self._file)
-            self._runner = web.AppRunner(app, access_log=None)
-            self.loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            self.loop.run_until_complete(site.start())
-            self.port = site._server.sockets[0].getsockname()[1]
-            ready.set()
-            self.loop.run_forever()
-
-        self._thread = threading.Thread(target=serve, name="fake-bot-api", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake Bot API did not start")
-        return self
-
-    def stop(self) -> None:
-        if self.loop is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/bot{token}/{method}", self._api)
+        router.add_get("/file/bot{token}/{path:.+}", self._file)
 
     def fail_next(self, method: str, status: int, description: str = "", parameters: dict | None = None) -> None:
         """The next call of `method` gets this error (queued: call several times for several failures)."""

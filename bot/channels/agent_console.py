@@ -240,9 +240,12 @@ class AgentConsoleInput(InputChannel):
         if target is None or channel in ("rest", "agent"):
             return Delivery(False, "tracker")
         try:
-            if hasattr(target, "send_proactive"):  # Telegram
+            if hasattr(target, "send_proactive"):  # Telegram, WeChat
+                outcome = None
                 for m in messages:
-                    await target.send_proactive(conversation_id, m["text"], m.get("buttons"))
+                    outcome = await target.send_proactive(conversation_id, m["text"], m.get("buttons"))
+                if getattr(outcome, "held", False):  # WeChat past its 48-hour window: sent when the customer writes
+                    return Delivery(False, f"{channel}-held")
                 return Delivery(True, channel)
             output = target.get_output_channel()
             if output is None:

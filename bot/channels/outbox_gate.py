@@ -33,6 +33,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot.services.conversation import sender_of
 from bot.services.promises import promise_state
 
 log = logging.getLogger(__name__)
@@ -66,12 +67,6 @@ def parse_body(raw: bytes) -> dict:
     return body
 
 
-def raw_recipient(conversation_id: str, channel: str) -> str:
-    """The channel's own id of the customer (chat id, widget session): conversation ids may carry `<channel>:`."""
-    prefix = f"{channel}:"
-    return conversation_id[len(prefix):] if conversation_id.startswith(prefix) else conversation_id
-
-
 class OutboxGateInput(InputChannel):
     @classmethod
     def name(cls) -> str:
@@ -90,16 +85,22 @@ class OutboxGateInput(InputChannel):
 
     # ------------------------------------------------------------------------------------------- delivery
     @staticmethod
-    async def push(app, channel: str, conversation_id: str, messages: list[dict]) -> str:
-        """Through the customer's channel: "sent", or "held" (a widget nobody has open). Raises GateError."""
+    async def push(app, channel: str, conversation_id: str, messages: list[dict], kind: str = "",
+                   language: str = "zh") -> str:
+        """Through the customer's channel: "sent", or "held" (a widget nobody has open, a WeChat follower outside
+        the 48-hour window with no template for `kind`). Raises GateError."""
         if channel == "rest":
             return "sent"  # REST has no push: the client reads the conversation (GET /conversations/{id}/tracker)
         channels = getattr(app.ctx, "input_channels", None) or []
         target = next((c for c in channels if c.name() == channel), None)
         if target is None:
             raise GateError(422, f"channel {channel} is not served here", False)
-        recipient = raw_recipient(conversation_id, channel)
+        recipient = sender_of(channel, conversation_id)
         try:
+            if getattr(target, "deliverer", None) is not None:  # WeChat: the 48-hour rule, templates per kind
+                delivery = await target.deliverer.deliver(conversation_id, kind or "reminder", language,
+                                                          [dict(m) for m in messages])
+                return "held" if delivery.via == "held" else "sent"
             if hasattr(target, "send_proactive"):  # Telegram
                 for m in messages:
                     await target.send_proactive(recipient, m["text"], m.get("buttons"))
@@ -121,7 +122,9 @@ class OutboxGateInput(InputChannel):
             from telegram.error import BadRequest, Forbidden
 
             log.warning("outbox gate: %s to a %s conversation failed: %s", "push", channel, exc.__class__.__name__)
-            raise GateError(502, exc.__class__.__name__, not isinstance(exc, (BadRequest, Forbidden)))
+            retryable = getattr(exc, "retryable", None)  # WeChat's API errors say; Telegram's by their class
+            raise GateError(502, exc.__class__.__name__,
+                            not isinstance(exc, (BadRequest, Forbidden)) if retryable is None else bool(retryable))
 
     async def deliver(self, app, body: dict) -> dict:
         agent = app.ctx.agent
@@ -134,7 +137,8 @@ class OutboxGateInput(InputChannel):
                 return {"status": "sent", "duplicate": True}
             messages = [{"text": m["text"][:4096], **({"buttons": m["buttons"]} if m.get("buttons") else {})}
                         for m in body["messages"]]
-            status = await self.push(app, body["channel"], conversation_id, messages)
+            status = await self.push(app, body["channel"], conversation_id, messages, str(body.get("kind") or ""),
+                                     str(body.get("language") or "zh"))
             meta = {"outbox_id": outbox_id, "promise": str(body.get("kind") or "")}
             for m in messages:
                 tracker.update(BotUttered(m["text"], {"buttons": m.get("buttons") or []}, dict(meta)))

@@ -48,6 +48,7 @@ from sanic.response import HTTPResponse
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update, User
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
 
+from bot.channels.config import settings_reader
 from bot.channels.guard import Guard
 from bot.services.conversation import conversation_id, sender_of
 
@@ -84,12 +85,7 @@ class TelegramConfig:
     @classmethod
     def load(cls, credentials: dict | None = None, env: dict | None = None) -> "TelegramConfig":
         env = os.environ if env is None else env
-        creds = credentials or {}
-
-        def value(env_name: str, key: str) -> str | None:
-            raw = env.get(env_name) or creds.get(key)
-            return (str(raw).strip() or None) if raw not in (None, "") else None
-
+        value = settings_reader(env, credentials)
         return cls(token=value("TELEGRAM_TOKEN", "token"), secret=value("TELEGRAM_WEBHOOK_SECRET", "webhook_secret"),
                    api_url=(value("TELEGRAM_API_URL", "api_url") or DEFAULT_API_URL).rstrip("/"),
                    webhook_url=value("TELEGRAM_WEBHOOK_URL", "webhook_url"))

@@ -137,3 +137,20 @@ def save_attachment(uow: UnitOfWork, *, conversation_id: str, channel: str, data
         raise
     log.info("attachment %s (%s, %d bytes) saved on %s", path.name, mime, len(data), ticket.number)
     return ticket.number, attachment
+
+
+def store_attachment(uow: UnitOfWork, settings, *, conversation_id: str, channel: str, data: bytes,
+                     mime_type: str | None, filename: str | None, language: str, now: datetime,
+                     var_dir: Path | str | None = None) -> str:
+    """`save_attachment` with the ticket book of the settings (time zone, SLA), committed; the file is removed
+    again if the commit fails. Returns the ticket number. For a channel that just received a file."""
+    book = TicketBook(uow.session, settings.timezone, SLA(settings.first_response_hours, settings.resolution_hours))
+    number, attachment = save_attachment(uow, conversation_id=conversation_id, channel=channel, data=data,
+                                         mime_type=mime_type, filename=filename, language=language, now=now,
+                                         var_dir=var_dir or settings.var_dir, book=book)
+    try:
+        uow.commit()
+    except Exception:
+        discard_file(attachment.path)
+        raise
+    return number

@@ -430,3 +430,53 @@ class OutboxItem(Base):
     dedupe_key = Column(String(160), unique=True)
     ticket = relationship("Ticket")
     visit = relationship("Visit")
+    agent = relationship("Agent")
+
+
+# ---------------------------------------------------------------------------------------------- WeChat (issue 14)
+class WeChatToken(Base):
+    """The Official Account's access token, shared by every server instance (WeChat hands out one at a time: a new
+    one replaces the old after five minutes, so instances must not each fetch their own)."""
+
+    __tablename__ = "wechat_tokens"
+    app_id = Column(String(64), primary_key=True)
+    access_token = Column(String(512), nullable=False)
+    expires_at = Column(DateTime(timezone=True), nullable=False)
+    fetched_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+class WeChatInbound(Base):
+    """One row per message WeChat pushed, keyed by MsgId (events: FromUserName + CreateTime + Event), so a
+    retried delivery is recognised and processed once."""
+
+    __tablename__ = "wechat_inbound"
+    id = Column(Integer, primary_key=True)
+    msg_key = Column(String(160), nullable=False, unique=True)
+    openid = Column(String(64), nullable=False, index=True)
+    received_at = Column(DateTime(timezone=True), nullable=False, default=utcnow, index=True)
+
+
+class WeChatUser(Base):
+    """A follower of the Official Account: when they last wrote (WeChat's 48-hour customer-service window opens
+    with each message) and the payloads of the last menu the bot sent them (a menu click comes back as an id)."""
+
+    __tablename__ = "wechat_users"
+    openid = Column(String(64), primary_key=True)
+    last_inbound_at = Column(DateTime(timezone=True))
+    menu = Column(JSON, nullable=False, default=dict)  # {"<menu id>": "<payload>"}
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+class WeChatHeld(Base):
+    """A proactive message that could not go out (outside the 48-hour window, no template for its kind): it waits
+    and is sent first when the customer writes again."""
+
+    __tablename__ = "wechat_held"
+    __table_args__ = (Index("ix_wechat_held_openid_pending", "openid", "sent_at"),)
+    id = Column(Integer, primary_key=True)
+    openid = Column(String(64), nullable=False)
+    kind = Column(String(48), nullable=False)
+    language = Column(String(8), nullable=False, default="zh")
+    messages = Column(JSON, nullable=False)  # [{"text": ..., "buttons": [...]}]
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    sent_at = Column(DateTime(timezone=True))

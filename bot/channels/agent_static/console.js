@@ -30,7 +30,8 @@
       hint_waiting: "接管后才能回复；接管期间机器人不会再回复该客户。",
       hint_claimed: "您正在与客户对话，机器人已暂停。", hint_other: "该会话由 {name} 处理。",
       hint_done: "该会话已结束。", hint_rest: "REST 客户没有推送：消息记录在会话中，客户端轮询获取。",
-      sent_failed: "消息已记录，但未能推送到客户渠道（{via}）。", error: "出错了：{e}",
+      sent_failed: "消息已记录，但未能推送到客户渠道（{via}）。",
+      sent_held: "客户超过48小时未发消息，微信不允许现在推送：消息已保留，客户下次发消息时会先收到。", error: "出错了：{e}",
       forbidden: "您无权操作这个会话", conflict: "状态已变化，请刷新", minutes: "{n} 分钟", seconds: "{n} 秒",
       hours: "{h} 小时 {m} 分",
       reasons: { customer_request: "客户要求人工", anger: "客户情绪激动", safety: "安全隐患",
@@ -38,7 +39,7 @@
         repeat_complaint: "重复投诉", installation_no_order: "安装无订单", fallback: "多次未听懂" },
       remedies: { "return": "退货退款", exchange: "换新机", free_repair: "免费维修", paid_repair: "付费维修",
         repair_at_cost: "按成本价维修", inspection: "上门检测", self_check: "自助排查", installation: "免费安装" },
-      channels: { rest: "REST", telegram: "Telegram", webchat: "网页聊天" },
+      channels: { rest: "REST", telegram: "Telegram", webchat: "网页聊天", wechat: "微信" },
       products: { air_conditioner: "空调", fridge: "冰箱", washing_machine: "洗衣机", water_heater: "热水器",
         tv: "电视", range_hood: "油烟机", dishwasher: "洗碗机", gas_hob: "燃气灶", microwave: "微波炉" },
       languages: { zh: "中文", en: "英文" }
@@ -73,7 +74,8 @@
       hint_claimed: "You are talking to the customer; the bot is paused.",
       hint_other: "{name} is handling this conversation.", hint_done: "This conversation has ended.",
       hint_rest: "REST customers get no push: the message is in the conversation, which their client polls.",
-      sent_failed: "Saved, but it could not be pushed to the customer's channel ({via}).", error: "Error: {e}",
+      sent_failed: "Saved, but it could not be pushed to the customer's channel ({via}).",
+      sent_held: "The customer last wrote over 48 hours ago, so WeChat will not take it now: it is held and reaches them first when they write again.", error: "Error: {e}",
       forbidden: "You may not act on this conversation", conflict: "It changed meanwhile; refreshing",
       minutes: "{n} min", seconds: "{n} s", hours: "{h} h {m} min",
       reasons: { customer_request: "Customer asked", anger: "Very angry", safety: "Safety hazard",
@@ -83,7 +85,7 @@
       remedies: { "return": "return and refund", exchange: "exchange", free_repair: "free repair",
         paid_repair: "paid repair", repair_at_cost: "repair at cost", inspection: "inspection",
         self_check: "self-check", installation: "free installation" },
-      channels: { rest: "REST", telegram: "Telegram", webchat: "Web chat" },
+      channels: { rest: "REST", telegram: "Telegram", webchat: "Web chat", wechat: "WeChat" },
       products: { air_conditioner: "air conditioner", fridge: "fridge", washing_machine: "washing machine",
         water_heater: "water heater", tv: "TV", range_hood: "range hood", dishwasher: "dishwasher",
         gas_hob: "gas hob", microwave: "microwave" },
@@ -478,7 +480,8 @@
       .then(function (data) {
         $("reply").value = "";
         if (data.delivery && !data.delivery.delivered && data.delivery.via !== "tracker") {
-          showError(new Error(t("sent_failed", { via: data.delivery.via })));
+          var held = data.delivery.via === "wechat-held";  // WeChat past its 48-hour window
+          showError(new Error(held ? t("sent_held") : t("sent_failed", { via: data.delivery.via })));
         }
         pollEvents();
       })
