@@ -1,7 +1,7 @@
 """wechat: shared access token, inbound de-duplication, followers' 48-hour window, held messages
 
 Revision ID: 0006_wechat
-Revises: 0002
+Revises: 0005_loops
 Create Date: 2026-12-04 16:50:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0006_wechat'
-down_revision = '0002'
+down_revision = '0005_loops'
 branch_labels = None
 depends_on = None
 

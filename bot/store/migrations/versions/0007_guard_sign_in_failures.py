@@ -1,7 +1,7 @@
 """sign-in failures (console throttling)
 
 Revision ID: 0007_guard
-Revises: 0005_loops
+Revises: 0006_wechat
 Create Date: 2026-12-04 16:40:00
 """
 from alembic import op
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 
 revision = '0007_guard'
-down_revision = '0005_loops'
+down_revision = '0006_wechat'
 branch_labels = None
 depends_on = None
 
