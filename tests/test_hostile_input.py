@@ -81,7 +81,7 @@ def stack(api, tmp_path_factory):
         pytest.skip(f"no trained model at {MODEL}: run `make train`")
     tmp = tmp_path_factory.mktemp("hostile")
     credentials = tmp / "credentials.yml"
-    credentials.write_text("rest:\nbot.channels.telegram.TelegramInput:\nbot.channels.webchat.WebChatInput:\n"
+    credentials.write_text("bot.channels.rest.RestInput:\nbot.channels.telegram.TelegramInput:\nbot.channels.webchat.WebChatInput:\n"
                            "  user_message_evt: user_uttered\n  bot_message_evt: bot_uttered\n"
                            "  session_persistence: true\nbot.channels.agent_console.AgentConsoleInput:\n",
                            encoding="utf-8")

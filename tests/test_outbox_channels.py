@@ -29,7 +29,8 @@ from tests.test_telegram import SECRET, TOKEN, api  # noqa: F401 - api: the loop
 
 OUTBOX_TOKEN = "outbox-test-token-0123456789"
 GATE = "bot.channels.outbox_gate.OutboxGateInput:\n"
-BOOKING = ["我家空调不制冷了，麻烦安排师傅上门修一下", "对", "KFR-35GW/BP3DN8Y", "订单号JD230312345670",
+# An order number alone never links a customer (issue 18): the phone on the order is the second fact.
+BOOKING = ["我家空调不制冷了，麻烦安排师傅上门修一下", "对", "KFR-35GW/BP3DN8Y", "订单号JD230312345670", "13812345678",
            "北京市朝阳区望京西路8号院3号楼1单元502", "后天下午"]
 
 
@@ -94,7 +95,7 @@ def tg_stack(api, tmp_path_factory):
     _need_model()
     tmp = tmp_path_factory.mktemp("outbox-tg")
     credentials = tmp / "credentials.yml"
-    credentials.write_text("rest:\nbot.channels.telegram.TelegramInput:\n" + GATE)
+    credentials.write_text("bot.channels.rest.RestInput:\nbot.channels.telegram.TelegramInput:\n" + GATE)
     stack = Stack(tmp, credentials=credentials, extra_env={
         "TELEGRAM_TOKEN": TOKEN, "TELEGRAM_WEBHOOK_SECRET": SECRET, "TELEGRAM_API_URL": api.url,
         "BOT_OUTBOX_TOKEN": OUTBOX_TOKEN})
@@ -220,7 +221,7 @@ def web_stack(tmp_path_factory):
     _need_model()
     tmp = tmp_path_factory.mktemp("outbox-web")
     credentials = tmp / "credentials.yml"
-    credentials.write_text("rest:\nbot.channels.webchat.WebChatInput:\n  user_message_evt: user_uttered\n"
+    credentials.write_text("bot.channels.rest.RestInput:\nbot.channels.webchat.WebChatInput:\n  user_message_evt: user_uttered\n"
                            "  bot_message_evt: bot_uttered\n  session_persistence: true\n" + GATE, encoding="utf-8")
     stack = Stack(tmp, credentials=credentials, extra_env={"BOT_OUTBOX_TOKEN": OUTBOX_TOKEN})
     try:

@@ -294,7 +294,7 @@ class WebChatInput(SocketIOInput):
 
         _settings, sessions = self._stores()
         with UnitOfWork(sessions) as uow:
-            shown = mark_held_delivered(uow.session, session_id, datetime.now(timezone.utc))
+            shown = mark_held_delivered(uow.session, conversation_id("webchat", session_id), datetime.now(timezone.utc))
             uow.commit()
         return shown
 

@@ -430,7 +430,6 @@ class OutboxItem(Base):
     dedupe_key = Column(String(160), unique=True)
     ticket = relationship("Ticket")
     visit = relationship("Visit")
-    agent = relationship("Agent")
 
 
 # ---------------------------------------------------------------------------------------------- WeChat (issue 14)
