@@ -30,7 +30,7 @@ from sqlalchemy import select
 from bot.services.handoff import AgentAccounts, HandoffDesk
 from bot.services.tickets import TicketBook, add_event, as_utc, iso
 from bot.services.visits import record_visit_outcome
-from bot.store.models import Agent, Engineer, Visit
+from bot.store.models import Agent, Engineer, OutboxItem, Visit
 
 TZ = ZoneInfo("Asia/Shanghai")
 START = date(2026, 10, 5)  # a Monday
@@ -132,6 +132,9 @@ def generate(uow_factory, *, start: date = START, days: int = DAYS, seed: int = 
             if d % 5 == 0:
                 book.record_satisfaction(t, 2, opened + timedelta(days=1))
                 book.set_status(t, "reopened", opened + timedelta(days=1), actor="customer", note="still broken")
+        # The outbox runner keeps every promise on time (the check-backs after the visits): each sent when due.
+        for row in session.execute(select(OutboxItem).where(OutboxItem.status == "pending")).scalars():
+            row.status, row.sent_at, row.attempts = "sent", row.due_at, 1
         uow.commit()
     since = _at(start, 0)
     return {"since": since, "until": since + timedelta(days=days), "now": since + timedelta(days=days + 7)}

@@ -56,7 +56,10 @@ def desk(tmp_path_factory):
         start = as_utc(datetime.combine(today, time(0, 0), tzinfo=TZ))  # begun by now, whatever the hour
         visit = Visit(ticket_id=fixing.id, engineer_id=e1.id, start=start, end=start + timedelta(hours=2),
                       status="booked", address="北京市朝阳区望京西路8号", created_at=start - timedelta(days=1))
-        later = Visit(ticket_id=fixing.id, engineer_id=e1.id, start=start + timedelta(hours=2),
+        # One live visit per ticket (issue 18): the second visit is another customer's.
+        other, _ = book.open(conversation_id="desk-visit-2", channel="rest", kind="repair", language="zh",
+                             now=now - timedelta(hours=5))
+        later = Visit(ticket_id=other.id, engineer_id=e1.id, start=start + timedelta(hours=2),
                       end=start + timedelta(hours=4), status="booked", address="北京市朝阳区望京西路8号",
                       created_at=start - timedelta(days=1))  # for the browser
         uow.session.add_all([visit, later])
@@ -193,7 +196,8 @@ def test_day_list_and_visit_states(desk):
     status, body = call(base, "POST", path, {"state": "no_show"}, token=token)
     assert status == 409 and body["error"] == "visit_finished"
     kinds = [k for k, _ in events_of(facts["db"], facts["fixing"])]
-    assert kinds[-3:] == ["visit_late", "visit_done", "status_changed"]
+    # done: the ticket resolved and the check-back promised (the outbox)
+    assert kinds[-4:] == ["visit_late", "visit_done", "status_changed", "promise_scheduled"]
     status, day = call(base, "GET", f"/api/visits/day?engineer=Wang%20Jianguo&date={today}", token=token)
     assert day["visits"][0]["status"] == "done"
     status, body = call(base, "POST", f"/api/visits/{10 ** 30}/state", {"state": "done"}, token=token)
@@ -220,7 +224,8 @@ def test_desk_completes_a_return_and_reopens_it_with_a_reason(desk):
     status, body = call(base, "POST", f"/api/tickets/{number}/reopen", {"reason": "again"}, token=token)
     assert status == 409 and body["error"] == "bad_transition"
     kinds = [(k, d) for k, d in events_of(facts["db"], number)]
-    assert [k for k, _ in kinds][-4:] == ["remedy_completed", "status_changed", "status_changed", "desk_reopened"]
+    assert [k for k, _ in kinds][-5:] == ["remedy_completed", "status_changed", "promise_scheduled", "status_changed",
+                                          "desk_reopened"]
     assert kinds[-2][1]["note"] == "refund not received"
     status, alerts = call(base, "GET", "/api/alerts", token=token)
     assert alerts["items"][0]["ticket"] == number and alerts["items"][0]["reasons"] == ["reopened"]

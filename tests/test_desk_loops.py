@@ -24,7 +24,7 @@ from bot.services.handoff import AgentAccounts, HandoffDesk
 from bot.services.tickets import TicketBook, TicketError, add_event, as_utc
 from bot.services.visits import VisitError, day_list, day_list_json, find_engineer, record_visit_outcome
 from bot.store.db import UnitOfWork, make_engine, session_factory
-from bot.store.models import Agent, Engineer, Handoff, Ticket, TicketEvent, Visit
+from bot.store.models import Agent, Engineer, Handoff, OutboxItem, Ticket, TicketEvent, Visit
 from tests.synthetic_month import TZ, generate
 from tests.test_cli import env, run_cli  # noqa: F401  (fixture)
 
@@ -90,12 +90,13 @@ def test_no_show_keeps_the_ticket_open_and_a_hook_failure_rolls_back(uow_factory
         ticket = new_ticket(uow.session, "v-noshow")
         eng = engineer(uow.session)
         v1 = visit(uow.session, ticket, eng, NOW - timedelta(hours=4))
-        v2 = visit(uow.session, ticket, eng, NOW - timedelta(hours=2))
-        future = visit(uow.session, ticket, eng, NOW + timedelta(hours=5))
+        # one live visit per ticket (issue 18): the others are other tickets'
+        v2 = visit(uow.session, new_ticket(uow.session, "v-noshow-2"), eng, NOW - timedelta(hours=2))
+        future = visit(uow.session, new_ticket(uow.session, "v-noshow-3"), eng, NOW + timedelta(hours=5))
         record_visit_outcome(uow, v1.id, "no_show", NOW, note="nobody at home", tz=TZ)
         uow.commit()
-        ids = (ticket.id, v1.id, v2.id, future.id)
-    tid, v1, v2, future = ids
+        ids = (ticket.id, v1.id, v2.id, future.id, v2.ticket_id)
+    tid, v1, v2, future, tid2 = ids
     with uow_factory() as uow:
         assert uow.session.get(Visit, v1).status == "no_show"
         assert uow.session.get(Ticket, tid).status == "new"
@@ -117,7 +118,7 @@ def test_no_show_keeps_the_ticket_open_and_a_hook_failure_rolls_back(uow_factory
         record_visit_outcome(uow, v2, "done", NOW, tz=TZ)
         uow.commit()
     with uow_factory() as uow:
-        assert uow.session.get(Visit, v2).status == "booked" and uow.session.get(Ticket, tid).status == "new"
+        assert uow.session.get(Visit, v2).status == "booked" and uow.session.get(Ticket, tid2).status == "new"
 
 
 def test_day_list_per_engineer(uow_factory):
@@ -125,11 +126,12 @@ def test_day_list_per_engineer(uow_factory):
         a, b = engineer(uow.session, "E900", "Zhang San"), engineer(uow.session, "E901", "Li Si")
         t = new_ticket(uow.session, "day-1")
         day = date(2026, 12, 5)
-        late = visit(uow.session, t, a, datetime(2026, 12, 5, 14, 0, tzinfo=TZ))
+        # one live visit per ticket (issue 18): a ticket each
+        late = visit(uow.session, new_ticket(uow.session, "day-2"), a, datetime(2026, 12, 5, 14, 0, tzinfo=TZ))
         early = visit(uow.session, t, a, datetime(2026, 12, 5, 9, 0, tzinfo=TZ))
-        visit(uow.session, t, a, datetime(2026, 12, 6, 0, 30, tzinfo=TZ))  # the next day
-        visit(uow.session, t, b, datetime(2026, 12, 5, 9, 0, tzinfo=TZ))  # someone else
-        gone = visit(uow.session, t, a, datetime(2026, 12, 5, 16, 0, tzinfo=TZ))
+        visit(uow.session, new_ticket(uow.session, "day-3"), a, datetime(2026, 12, 6, 0, 30, tzinfo=TZ))  # next day
+        visit(uow.session, new_ticket(uow.session, "day-4"), b, datetime(2026, 12, 5, 9, 0, tzinfo=TZ))  # another
+        gone = visit(uow.session, new_ticket(uow.session, "day-5"), a, datetime(2026, 12, 5, 16, 0, tzinfo=TZ))
         gone.status = "cancelled"
         uow.commit()
         assert find_engineer(uow.session, "zhang san").code == "E900"
@@ -166,8 +168,14 @@ def test_complete_remedy_and_reopen_with_a_reason(uow_factory):
         t = TicketBook(uow.session, TZ).require(number)
         assert t.status == "reopened"
         events = [(e.kind, e.data) for e in t.events]
-        assert [k for k, _ in events][-4:] == ["remedy_completed", "status_changed", "status_changed", "desk_reopened"]
-        assert events[-4][1]["remedy"] == "refund" and events[-3][1]["to"] == "resolved"
+        # resolved, the survey promised (the outbox), then reopened (the survey withdrawn) with the desk's reason
+        assert [k for k, _ in events][-5:] == ["remedy_completed", "status_changed", "promise_scheduled",
+                                               "status_changed", "desk_reopened"]
+        assert events[-5][1]["remedy"] == "refund" and events[-4][1]["to"] == "resolved"
+        assert events[-3][1]["promise"] == "survey" and events[-2][1]["to"] == "reopened"
+        assert uow.session.execute(select(OutboxItem.status).where(OutboxItem.ticket_id == t.id,
+                                                                   OutboxItem.kind == "survey")).scalar_one() \
+            == "cancelled"
         assert events[-2][1] == {"from": "resolved", "to": "reopened", "note": "refund bounced"}
         with pytest.raises(TicketError) as err:  # an open ticket cannot be reopened
             reopen_ticket(uow, number, "again", NOW, agent="alice", tz=TZ)
@@ -307,7 +315,7 @@ def test_visits_day_command(env):  # noqa: F811
         t = new_ticket(uow.session, "cli-day")
         TicketBook(uow.session, TZ).record_facts(t, {"product": "fridge"}, NOW)
         v = visit(uow.session, t, e1, datetime(2026, 12, 7, 9, 0, tzinfo=TZ))
-        visit(uow.session, t, e1, datetime(2026, 12, 8, 9, 0, tzinfo=TZ))
+        visit(uow.session, new_ticket(uow.session, "cli-day-2"), e1, datetime(2026, 12, 8, 9, 0, tzinfo=TZ))
         v.late_minutes = 15
         number = t.number
         uow.commit()
