@@ -21,7 +21,8 @@ secret BOT_ACTIONS_TOKEN var/actions_token
 secret BOT_SESSION_SECRET var/session_secret
 export BOT_ACTIONS_HOST="${BOT_ACTIONS_HOST:-127.0.0.1}"
 CORS=()
-for origin in ${BOT_ALLOWED_ORIGINS//,/ }; do CORS+=("$origin"); done
+ORIGINS="${BOT_ALLOWED_ORIGINS:-}"
+for origin in ${ORIGINS//,/ }; do CORS+=("$origin"); done
 "$VENV/bin/python" -m bot.actions_serve --port 5055 >var/log/actions.log 2>&1 &
 ACTIONS_PID=$!
 trap 'kill $ACTIONS_PID 2>/dev/null || true; wait 2>/dev/null || true' EXIT INT TERM
