@@ -106,14 +106,19 @@ class ActionFlowTurn(Action):
         turn = turn_from_tracker(tracker)
         state = dict(tracker.get_slot("flow_state") or {})
         # Messages kept while the action server could not be reached (bot/hardening.py) go first, in order.
-        kept = [turn_from_tracker(tracker, message=m) for m in state.pop("pending", None) or [] if isinstance(m, dict)]
+        pending = [m for m in state.pop("pending", None) or [] if isinstance(m, dict)]
+        kept = [turn_from_tracker(tracker, message=m) for m in pending]
         reply = None
-        for each in kept + [turn]:
+        for i, each in enumerate(kept + [turn]):
             try:
                 reply = await run_turn(app, each, copy.deepcopy(state))
             except Exception:  # one registered place that turns a failure into an apology, never silence
                 log.exception("conversation script failed for %s", tracker.sender_id)
                 dispatcher.utter_message(response="utter_technical_problem")
+                # What was not run yet stays kept (the message that failed is in the tracker for a person).
+                rest = pending[i + 1:] + ([tracker.latest_message] if i < len(kept) else [])
+                if rest:
+                    state["pending"] = rest
                 return [SlotSet("flow_state", state), SlotSet("language", turn.language)]
             for message in reply.messages:
                 dispatcher.utter_message(**message.as_dict())

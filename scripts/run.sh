@@ -24,7 +24,8 @@ secret BOT_SESSION_SECRET var/session_secret
 secret BOT_OUTBOX_TOKEN var/outbox_token
 export BOT_ACTIONS_HOST="${BOT_ACTIONS_HOST:-127.0.0.1}"
 CORS=()
-for origin in ${BOT_ALLOWED_ORIGINS//,/ }; do CORS+=("$origin"); done
+ORIGINS="${BOT_ALLOWED_ORIGINS:-}"
+for origin in ${ORIGINS//,/ }; do CORS+=("$origin"); done
 "$VENV/bin/python" -m bot.actions_serve --port 5055 >var/log/actions.log 2>&1 &
 ACTIONS_PID=$!
 trap 'kill $ACTIONS_PID 2>/dev/null || true; wait 2>/dev/null || true' EXIT INT TERM
@@ -52,7 +53,7 @@ cat <<MSG
 MSG
 # `python -m bot.serve` is `rasa` without JAX, which TensorFlow would import for nothing (66 MB; docs/PERFORMANCE.md).
 "$VENV/bin/python" -m bot.serve run --model models/assistant.tar.gz --endpoints endpoints.yml \
-  --credentials credentials.yml --interface 127.0.0.1 --port 5005 --enable-api --auth-token "$BOT_API_TOKEN" \
+  --credentials credentials.yml --interface 127.0.0.1 --port 5005 --enable-api "--auth-token=$BOT_API_TOKEN" \
   ${CORS[@]+--cors "${CORS[@]}"} &
 RASA_PID=$!
 # The outbox runner, a process of its own (var/log/outbox.log); it retries while the Rasa server is starting.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -36,6 +37,15 @@ def script_lines(name: str) -> list[str]:
 
 
 VENV_BIN = Path(sys.executable).parent
+
+
+def action_endpoint(port: int) -> str:
+    """endpoints.yml's action endpoint as `make run` uses it (the token comes from BOT_ACTIONS_TOKEN in the
+    environment, as there), on another port."""
+    text = (ROOT / "endpoints.yml").read_text(encoding="utf-8")
+    block = re.search(r"^action_endpoint:\n(?:[ #].*\n|\n)*", text, re.M).group(0)
+    assert "${BOT_ACTIONS_TOKEN}" in block, "endpoints.yml's action endpoint has no token"
+    return block.replace("127.0.0.1:5055", f"127.0.0.1:{port}")
 
 
 def free_port() -> int:
@@ -94,8 +104,7 @@ class Stack:
         subprocess.run([str(VENV_BIN / "python"), "-m", "bot", "db", "seed"], cwd=ROOT, env=env, check=True,
                        capture_output=True)
         endpoints = self.tmp / "endpoints.yml"
-        endpoints.write_text(f'action_endpoint:\n  url: "http://127.0.0.1:{self.actions_port}/webhook"\n'
-                             f'  token: "{self.actions_token}"\n' + self.endpoints_extra)
+        endpoints.write_text(action_endpoint(self.actions_port) + self.endpoints_extra, encoding="utf-8")
         self.endpoints = endpoints
         self.actions = self.start_actions(wait=False)
         # Started as scripts/run.sh starts it: `python -m bot.serve run` (bot/serve.py), with the API token and CORS
@@ -105,7 +114,7 @@ class Stack:
         rasa = subprocess.Popen([str(VENV_BIN / "python"), "-m", "bot.serve", "run", "--model", str(MODEL),
                                  "--endpoints", str(endpoints), "--credentials", str(self.credentials),
                                  "--interface", "127.0.0.1",
-                                 "--port", str(self.rasa_port), "--enable-api", "--auth-token", self.api_token]
+                                 "--port", str(self.rasa_port), "--enable-api", f"--auth-token={self.api_token}"]
                                 + (["--cors", *cors] if cors else []), cwd=ROOT, env=env,
                                 stdout=rlog.open("w"), stderr=subprocess.STDOUT)
         self.procs.append(rasa)

@@ -268,3 +268,16 @@ def test_rate_limits_per_sender_and_per_address():
     refused = guard.admit("hi", sender="rest:3", address="198.51.100.1")
     assert refused.refused and "秒" in guard.notices(refused, "zh")[0]
     assert not guard.admit("hi", sender="rest:3", address="198.51.100.2").refused
+
+
+def test_endpoints_yml_takes_the_action_servers_token_from_the_environment(monkeypatch):
+    """scripts/run.sh passes BOT_ACTIONS_TOKEN; Rasa must send that, not the placeholder (a quoted "${...}" is not
+    expanded)."""
+    from rasa.core.utils import read_endpoints_from_path
+
+    from bot.settings import ROOT
+
+    monkeypatch.setenv("BOT_ACTIONS_TOKEN", "a-token-from-the-environment")
+    endpoints = read_endpoints_from_path(ROOT / "endpoints.yml")
+    assert endpoints.action.token == "a-token-from-the-environment"
+    assert endpoints.action.url.startswith("http://127.0.0.1:")

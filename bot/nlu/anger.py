@@ -172,7 +172,7 @@ def anger_signals(text: str) -> dict:
     signals["punctuation"] = min(punct, 0.7)
 
     # ignore codes such as JSQ30-16WH5 / SV-20240312-0087 when looking for shouting
-    words = re.findall(r"[A-Za-z]{2,}", re.sub(r"[A-Za-z0-9./-]*\d[A-Za-z0-9./-]*", " ", text))
+    words = re.findall(r"[A-Za-z]{2,}", re.sub(r"(?<![A-Za-z0-9./-])[A-Za-z0-9./-]*\d[A-Za-z0-9./-]*", " ", text))
     caps = [w for w in words if len(w) >= 3 and w.isupper() and w not in _CAPS_EXEMPT]
     if caps:
         ratio = len(caps) / max(len([w for w in words if len(w) >= 3]), 1)

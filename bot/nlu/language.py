@@ -22,7 +22,10 @@ _OTHER_SCRIPTS = re.compile(
     r"\u0e80-\u0eff\u1000-\u109f\u10a0-\u10ff\u1780-\u17ff]"  # Lao, Myanmar, Georgian, Khmer
 )
 _LATIN_WORD = re.compile(r"[A-Za-z\u00c0-\u024f\u1e00-\u1eff'’]+")
-_URL_OR_MAIL = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+\.\w+", re.I)
+# The e-mail part is tried only where a token starts ((?<!\S)): `\S+@` tried at every position of a long token without "@" backtracks
+# over the rest of it each time, quadratic in the token's length (issue 18).
+_URL_OR_MAIL = re.compile(r"(?:https?://|www\.)\S+|(?<!\S)[^\s@]+@\S+\.\w+", re.I)
+_CODE = re.compile(r"(?<![A-Za-z0-9./-])[A-Za-z0-9./-]*\d[A-Za-z0-9./-]*")
 # Diacritics that never occur in (native) English words, per language family.
 _DIACRITIC_HINTS: Dict[str, str] = {
     "fr": "àâçèéêëîïôœùûüÿ",
@@ -248,8 +251,9 @@ def detect_language(text: str) -> Tuple[Optional[str], float]:
     kana = len(_KANA.findall(text))
     hangul = len(_HANGUL.findall(text))
     other_script = len(_OTHER_SCRIPTS.findall(text))
-    # drop alphanumeric codes (model numbers, order ids, E4) before counting words
-    latin_text = re.sub(r"\b(?=[A-Za-z0-9./-]*\d)[A-Za-z0-9./-]+\b", " ", text)
+    # drop alphanumeric codes (model numbers, order ids, E4) before counting words; tried from where a code starts
+    # only, so that a long run of letters and dots is not rescanned from each of its word boundaries (quadratic)
+    latin_text = _CODE.sub(" ", text)
     latin_code, latin_conf, latin_words = _latin_decision(latin_text)
 
     non_han_foreign = kana + hangul + other_script
