@@ -38,11 +38,13 @@ from bot.services import wechat as service
 from bot.services.conversation import conversation_id
 from bot.settings import ROOT
 from bot.store.db import session_factory
-from bot.store.models import Attachment, Engineer, Ticket, Visit, WeChatHeld, WeChatInbound, WeChatUser
+from bot.store.models import (Attachment, Engineer, OutboxItem, Ticket, Visit, WeChatHeld, WeChatInbound,
+                              WeChatUser)
 from bot.texts import load_texts
 from tests.conftest import NOW
 from tests.fake_wechat_api import FakeWeChatAPI
 from tests.stack import MODEL, VENV_BIN, Stack, script_lines
+from tests.test_outbox_channels import GATE, OUTBOX_TOKEN
 
 WX_TOKEN = "wx_test_token_2026"
 APP_ID = "wx1a2b3c4d5e6f7a8b"
@@ -414,8 +416,9 @@ def stack(api, tmp_path_factory):
     desk["hours"] = {day: [["00:00", "24:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
     (seed / "desk.yml").write_text(yaml.safe_dump(desk), encoding="utf-8")
     credentials = tmp / "credentials.yml"
-    credentials.write_text("rest:\nbot.channels.wechat.WeChatInput:\nbot.channels.agent_console.AgentConsoleInput:\n")
-    stack = Stack(tmp, credentials=credentials, extra_env={
+    credentials.write_text("bot.channels.rest.RestInput:\nbot.channels.wechat.WeChatInput:\n"
+                           "bot.channels.agent_console.AgentConsoleInput:\n" + GATE)
+    stack = Stack(tmp, credentials=credentials, extra_env={"BOT_OUTBOX_TOKEN": OUTBOX_TOKEN,
         "BOT_SEED_DIR": str(seed), "WECHAT_TOKEN": WX_TOKEN, "WECHAT_APP_ID": APP_ID, "WECHAT_APP_SECRET": APP_SECRET,
         "WECHAT_API_URL": api.url, "WECHAT_AES_KEY": AES_KEY, "WECHAT_TEMPLATE_VISIT_REMINDER_DAY_BEFORE": TEMPLATE_DAY_BEFORE})
     try:
@@ -575,6 +578,51 @@ def test_a_booked_visits_reminder_follows_the_48_hour_rule(stack, api):
         row = session.get(WeChatHeld, held.held_id)
         assert row.sent_at is not None and row.kind == "visit_reminder_two_hours"
     engine.dispose()
+
+
+@slow
+def test_the_outbox_keeps_a_wechat_customers_reminders_by_the_48_hour_rule(stack, api):
+    """The reminders of a visit booked over WeChat go through the outbox runner and the Rasa server's gate to the
+    WeChat deliverer: inside the window as a customer-service message; outside it, with no template for the kind,
+    held (the row says so) and read first when the customer writes again."""
+    from tests.test_outbox_channels import BOOKING, run_once, visit_and_reminders
+
+    openid = new_openid()
+    for line in BOOKING:  # the day after tomorrow, afternoon: neither reminder falls in quiet hours
+        assert say(stack, api, openid, line), line
+    for _ in range(8):  # decline the self-check, accept the repair, take the first window, confirm
+        if any("预约好" in t for t in api.texts_to(openid)[-2:]):
+            break
+        menus = [m for m in api.messages_to(openid) if m["msgtype"] == "msgmenu"]
+        assert menus, api.texts_to(openid)[-2:]
+        items = menus[-1]["msgmenu"]["list"]
+        last = api.texts_to(openid)[-1]
+        item = items[-1] if "SELF-CHECK" in last else next((i for i in items if i["content"] == "可以"), items[0])
+        turns = len(user_events(stack, openid)) + 1
+        push(stack, api, text_xml(openid, item["content"], extra=f"<bizmsgmenuid>{item['id']}</bizmsgmenuid>"))
+        settle(stack, openid, turns)
+    assert any("预约好" in t for t in api.texts_to(openid)[-2:]), api.texts_to(openid)[-3:]
+    visit, (day_before, two_hours) = visit_and_reminders(stack, conversation_id("wechat", openid))
+    assert {day_before.channel, two_hours.channel} == {"wechat"}
+    with db(stack) as session:
+        engineer = session.get(Engineer, visit.engineer_id).name_zh
+
+    sent = len(api.texts_to(openid))
+    proc = run_once(stack, day_before.due_at.replace(tzinfo=timezone.utc))
+    assert "sent 1," in proc.stdout, proc.stdout + proc.stderr
+    reminder = api.texts_to(openid)[sent:]
+    assert len(reminder) == 1 and engineer in reminder[0], reminder
+
+    move_last_message_back(stack, api, openid, hours=49)
+    proc = run_once(stack, two_hours.due_at.replace(tzinfo=timezone.utc))
+    assert "held 1," in proc.stdout, proc.stdout + proc.stderr
+    assert api.texts_to(openid)[-1] == reminder[0]  # nothing sent: outside the window, no template for this kind
+    with db(stack) as session:
+        assert session.get(OutboxItem, two_hours.id).status == "held"
+        [held] = session.execute(select(WeChatHeld).where(WeChatHeld.openid == openid)).scalars()
+        assert held.sent_at is None and held.kind == "visit_reminder_two_hours"
+    got = say(stack, api, openid, "师傅几点到？")
+    assert engineer in got[0] and got[0] != reminder[0], got
 
 
 @slow

@@ -334,6 +334,10 @@ class OutboxRunner:
                 session.commit()
                 result.cancelled.append(item.id)
                 return
+            # No transaction stays open while the channel is called: on SQLite the open read would keep the Rasa
+            # server from committing what the channel writes (WeChat's token, its held messages) until the call
+            # timed out; on PostgreSQL it would hold a connection's snapshot across network I/O.
+            session.commit()
             deliverer = self.deliverers.get(item.channel)
             try:
                 if deliverer is None:
