@@ -249,7 +249,8 @@ def test_telegram_groups_get_a_polite_refusal(stack, api):
     update = text_update(group, "我的冰箱坏了")
     update["message"]["chat"]["type"] = "group"
     sent = deliver(stack, api, update)
-    assert [m["text"] for m in sent] == [TEXTS.get("telegram_private_only", "zh")]
+    assert [m["text"] for m in sent] == [TEXTS.get("telegram_private_only", "zh") + "\n\n"
+                                         + TEXTS.get("telegram_private_only", "en")]
     assert stack.ticket_of(str(group), "telegram") is None
 
 

@@ -418,10 +418,11 @@ class TelegramInput(InputChannel):
                             request: Request | None = None) -> None:
         chat = update.effective_chat
         if chat is not None and chat.type != "private":
-            # Groups share one chat: one customer's ticket would be shown to all. Served only in private chats.
-            user = update.effective_user
-            language = language_of(user)
-            await self.output.send_text_message(str(chat.id), self._texts().get("telegram_private_only", language))
+            # Groups share one chat: one customer's ticket would be shown to all. Served only in private chats; the
+            # refusal is in both languages (a group has many members).
+            texts = self._texts()
+            await self.output.send_text_message(str(chat.id), texts.get("telegram_private_only", "zh") + "\n\n"
+                                                + texts.get("telegram_private_only", "en"))
             return
         query = update.callback_query
         if query is not None:
