@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Callable
 
+from bot.nlu import phones
+from bot.nlu.extract import model_code
 from bot.services import problems as problem_lexicon
 from bot.services.conversation import Button, Message, Reply, Turn
 from bot.services.records import Records, purchase_facts
@@ -32,7 +34,6 @@ ONE_SHOT = ("ask_warranty", "ask_fee", "usage_help", "ask_service_center")
 LANG_SWITCH_RE = re.compile(r"(\b(in|speak|use|switch to|reply in) english\b|\benglish,? please\b|"
                             r"(说|讲|用|换成|改成)中文|中文(吧|可以吗|行吗|好吗)|\bin chinese\b)", re.IGNORECASE)
 FACT_ENTITIES = {"product_model", "order_id", "phone", "address", "date_time", "ticket_number"}
-PHONE_RE = re.compile(r"^\+?(?:86)?1[3-9]\d{9}$")
 DIGITS_RE = re.compile(r"\d[\d\s\-]{5,}\d")
 ADDRESS_RE = re.compile(
     r"(省|市|区|县|镇|乡|村|路|街|道|巷|弄|号|栋|幢|楼|室|单元|小区|花园|大厦|"
@@ -45,6 +46,8 @@ STOP_RE = re.compile(r"(算了|不用了|不要了|别问了|不聊了|取消|�
 DONE_RE = re.compile(r"(就这些|就这样|就这么多|没了|说完了|没有了|没别的|你们(打算|准备|看|说)?(该)?怎么(办|处理|解决|弄)|怎么办|怎么处理|"
                      r"给(我)?个说法|给个解决|what now|that'?s (all|it)|nothing else|what (are|will) you (going to )?do|"
                      r"how (will|are) you (going to )?(fix|sort|solve)|what can you do|so what now|i'?m done)", re.IGNORECASE)
+MODEL_LEAD_RE = re.compile(r"^\s*(?:(?:产品)?型号(?:是|为)?[:：]?|(?:the )?model(?: number| no\.?| code)?(?: is)?[:：]?|"
+                           r"it'?s)\s*", re.IGNORECASE)
 ANYTIME_RE = re.compile(r"(随时|都可以|都行|全天|any ?time|whenever|all day)", re.IGNORECASE)
 # The shop's side of things (orders, payment, invoices, coupons, delivery, accounts): an out-of-scope message about
 # them gets pointed to where it is handled, not just told what this assistant does.
@@ -336,13 +339,13 @@ class Assistant(VisitSteps):
             facts["impact"] = ",".join(sorted(known | set(reading.impacts)))
         model = turn.entity("product_model")
         if model:
-            facts["model"] = model.upper()
+            facts.update(self.model_facts(model, uow, known_product=facts.get("product") or ticket.product))
         person = turn.entity("person")
         if person:
             facts["customer_name"] = person
-        phone = turn.entity("phone")
-        if phone and PHONE_RE.match(phone):
-            facts["phone"] = phone[-11:]
+        phone = phones.normalize(turn.entity("phone"))
+        if phone:
+            facts["phone"] = phone
         order_id = turn.entity("order_id")
         if order_id:
             found = Records(uow.session).purchase_by_order(order_id)
@@ -374,9 +377,21 @@ class Assistant(VisitSteps):
             out[:0] = [self.msg("safety_advice", turn, number=ticket.number)] + queued
         return out
 
+    @staticmethod
+    def model_facts(code: str, uow: UnitOfWork, known_product: str | None = None) -> dict:
+        """A model code checked against the catalogue: a known one in the catalogue's spelling (and its product,
+        when none is known yet); an unknown but plausible one as the customer wrote it."""
+        product = Records(uow.session).product_by_model(code)
+        if product is None:
+            return {"model": code.upper() if code.islower() else code}
+        facts = {"model": product.model}
+        if not known_product and product.category in CATEGORIES:
+            facts["product"] = product.category
+        return facts
+
     def order_belongs(self, purchase, ticket: Ticket, new_facts: dict) -> bool:
         phone = new_facts.get("phone") or ticket.phone
-        return not phone or not purchase.customer or purchase.customer.phone == phone
+        return not phone or not purchase.customer or phones.same_number(purchase.customer.phone, phone)
 
     def facts_from_purchase(self, purchase) -> dict:
         p = purchase_facts(purchase)
@@ -542,6 +557,11 @@ class Assistant(VisitSteps):
             if DONT_KNOW_RE.search(text):
                 state.setdefault("skipped", []).append("model")
                 return True, self.msg("model_skip_ok", turn)
+            code = model_code(MODEL_LEAD_RE.sub("", text).strip(" .。,，"))
+            code = code or model_code(MODEL_LEAD_RE.sub("", text).strip(" .。,，").upper())
+            if code:  # the whole answer is a code (also typed in lower case)
+                book.record_facts(ticket, self.model_facts(code, uow, ticket.product), now, actor="customer")
+                return True, None
             return False, self.msg("bad_model", turn)
         if fact == "purchase":
             if DONT_KNOW_RE.search(text):
@@ -847,9 +867,9 @@ class Assistant(VisitSteps):
             else:
                 if turn.text and not turn.text.startswith("/"):
                     book.append_account(ticket, turn.text, turn.now)
-                phone = turn.entity("phone")
-                if phone and PHONE_RE.match(phone):
-                    book.record_facts(ticket, {"phone": phone[-11:]}, turn.now, actor="customer")
+                phone = phones.normalize(turn.entity("phone"))
+                if phone:
+                    book.record_facts(ticket, {"phone": phone}, turn.now, actor="customer")
                     out = [self.msg("handoff_phone_noted", turn)]
                 else:
                     status = desk.queue_status(handoff, turn.now)
@@ -867,12 +887,12 @@ class Assistant(VisitSteps):
     # ------------------------------------------------------------------ status look-up
     def status_turn(self, turn: Turn, state: dict, first: bool = False) -> Reply:
         number = turn.entity("ticket_number")
-        phone = turn.entity("phone")
+        phone = phones.normalize(turn.entity("phone"))
         order_id = turn.entity("order_id")
         if number:
             state["number"] = number.upper()
-        if phone and PHONE_RE.match(phone):
-            state["phone"] = phone[-11:]
+        if phone:
+            state["phone"] = phone
         if order_id:
             state["order_id"] = order_id.upper()
         if not (number or phone or order_id) and not first:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, time, timedelta
 
+from bot.nlu import phones
 from bot.services.conversation import Button, Message, Reply, Turn
 from bot.services.records import Records
 from bot.services.tickets import TicketBook, as_utc
@@ -305,9 +306,9 @@ class VisitSteps:
 
     def identify_ticket(self, turn: Turn, state: dict, book: TicketBook) -> Ticket | None:
         number = turn.entity("ticket_number")
-        phone = turn.entity("phone")
+        phone = phones.normalize(turn.entity("phone"))
         if phone:
-            state["phone"] = phone[-11:]
+            state["phone"] = phone
         if number:
             state["number"] = number.upper()
         candidate = state.get("number") or state.get("last_ticket")
