@@ -201,11 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     # Each group of commands lives with its subject; these modules import little until a command runs.
     from bot.channels.telegram_polling import add_telegram_commands
     from bot.cli_agents import add_agent_commands
+    from bot.cli_nlu import add_nlu_commands
     from bot.cli_visits import add_visit_commands
 
     add_visit_commands(sub)
     add_agent_commands(sub)
     add_telegram_commands(sub)
+    add_nlu_commands(sub)
     return parser
 
 

@@ -13,9 +13,11 @@ from datetime import date, datetime, timedelta
 from typing import Callable
 
 from bot.nlu import phones
+from bot.nlu import clarify
 from bot.nlu.extract import model_code
 from bot.services import problems as problem_lexicon
 from bot.services.conversation import Button, Message, Reply, Turn
+from bot.services.nlu_review import TEXT_MAX as TEXT_KEPT, record_choice
 from bot.services.records import Records, purchase_facts
 from bot.services.tickets import SLA, TicketBook, TicketError, as_utc
 from bot.services.visit_flow import INSTALL_FACTS, NEW_REQUESTS, VISIT_KINDS, VisitSteps
@@ -199,8 +201,16 @@ class Assistant(VisitSteps):
 
     # ------------------------------------------------------------------ idle: no flow open
     def idle_turn(self, turn: Turn, state: dict) -> Reply:
+        pending = state.pop("clarify", None)
+        if pending and (turn.text or "").startswith("/"):
+            turn = self.clarification_answered(turn, state, pending)
+            if turn.intent == clarify.SOMETHING_ELSE:
+                return Reply([self.msg("clarify_something_else", turn, self.menu(turn))], state)
         intent = turn.intent or "nlu_fallback"
         reading = problem_lexicon.read_problem(turn.text, self.lexicon)
+        if (not reading.safety and not reading.symptoms and not (turn.text or "").startswith("/")
+                and clarify.should_clarify(turn.intent, turn.confidence)):
+            return Reply(self.fallback(turn, state), state)  # unsure: ask, with the likeliest as buttons
         if reading.safety and intent not in ("check_status", "request_human"):
             intent = "complain"
         elif reading.symptoms and intent in ("inform", "nlu_fallback", "out_of_scope", "affirm", "deny", "feedback"):
@@ -241,12 +251,36 @@ class Assistant(VisitSteps):
                                                        self.button("btn_keep_trying", turn, "/greet")])]
         if turn.detected is None and not turn.entities:
             return [self.msg("no_words", turn, self.menu(turn))]
-        candidates = [name for name, _ in turn.ranking if name not in ("nlu_fallback", "out_of_scope", "inform",
-                                                                        "affirm", "deny")][:2]
-        buttons = [Button(self.t.get(f"intent_{name}", turn.language), f"/{name}") for name in candidates
-                   if f"intent_{name}" in self.t]
-        buttons.append(self.button("btn_human", turn, "/request_human"))
+        offered = [name for name in clarify.candidates(turn.ranking) if f"intent_{name}" in self.t]
+        if not offered:
+            return [self.msg("how_can_i_help", turn, self.menu(turn))]
+        buttons = [Button(self.t.get(f"intent_{name}", turn.language), f"/{name}") for name in offered]
+        buttons.append(self.button("btn_something_else", turn, clarify.SOMETHING_ELSE_PAYLOAD))
+        state["clarify"] = {"text": (turn.text or "")[:TEXT_KEPT], "offered": offered,
+                            "predicted": turn.intent or "nlu_fallback", "confidence": round(turn.confidence, 4),
+                            "entities": [{k: e.get(k) for k in ("entity", "value", "start", "end")}
+                                         for e in turn.entities if e.get("entity") != "language"]}
         return [self.msg("fallback_suggest", turn, buttons)]
+
+    def clarification_answered(self, turn: Turn, state: dict, pending: dict) -> Turn:
+        """A button of the clarification pressed: keep it as a labelled example, and read the first message again
+        as the intent chosen (so what it said is not lost), or as "something else"."""
+        offered = list(pending.get("offered") or [])
+        pressed_other = turn.text == clarify.SOMETHING_ELSE_PAYLOAD
+        if not (pressed_other or turn.intent in offered):
+            return turn  # another button (an older message's): nothing to record
+        chosen = clarify.SOMETHING_ELSE if pressed_other else turn.intent
+        with self.tools.uow() as uow:
+            record_choice(uow.session, conversation_id=turn.conversation_id, channel=turn.channel,
+                          language=turn.language, text=str(pending.get("text") or ""),
+                          predicted=pending.get("predicted"), confidence=float(pending.get("confidence") or 0.0),
+                          offered=offered, chosen=chosen, now=turn.now)
+            uow.commit()
+        state.pop("fallbacks", None)
+        if pressed_other or not pending.get("text"):
+            return replace(turn, intent=chosen)
+        return replace(turn, text=pending["text"], intent=chosen, confidence=1.0,
+                       entities=tuple(e for e in pending.get("entities") or () if isinstance(e, dict)))
 
     # ------------------------------------------------------------------ the complaint script
     def start_problem(self, turn: Turn, state: dict, kind: str) -> Reply:
