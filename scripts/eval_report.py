@@ -276,6 +276,18 @@ def render(res: dict) -> str:
                   num(c["in_scope"]["routed_within_two_turns"]), pct(c["in_scope"]["clarified"]),
                   pct(c["out_of_scope_clarified"]), num(c["reliability"]["ece"])] for lang, c in sorted(clar.items())]))
         w("")
+        ext = [(k, e["clarification"]) for k, e in (res.get("external") or {}).items() if e.get("clarification")]
+        if ext:
+            w("The same on the external sets (measurement only; their in-scope messages whose mapped intent is a "
+              "service intent): how many real customers would reach the right flow within two turns with the "
+              "buttons, against the first-turn in-scope recall above.")
+            w("")
+            w(table(["set", "service msgs", "routed within two turns", "routed at once", "asked",
+                     "out-of-scope msgs asked"],
+                    [[k, c["service"]["n"], f"**{num(c['service']['routed_within_two_turns'])}**",
+                      num(c["service"]["routed_first_turn"]), pct(c["service"]["clarified"]),
+                      pct(c["out_of_scope_clarified"])] for k, c in ext]))
+            w("")
         bins = sorted({b["bin"] for c in clar.values() for b in c["reliability"]["bins"]})
         by = {lang: {b["bin"]: b for b in c["reliability"]["bins"]} for lang, c in clar.items()}
         w(table(["confidence"] + [f"{lang} {k}" for lang in sorted(by) for k in ("n", "mean conf.", "accuracy")],

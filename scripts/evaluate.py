@@ -219,6 +219,10 @@ def main() -> int:
                 score["by_tag"] = eval_nlu.score_bitext_tags(rows, parsed)
             if key == "clinc":
                 score["oos_split"] = eval_nlu.score_clinc_oos_split(rows, parsed)
+            from bot.nlu.clarify import clarify_below
+
+            score["clarification"] = eval_clarify.routing([{"text": r["text"], "intent": r["gold"]} for r in rows],
+                                                          parsed, clarify_below())
             results["external"][key] = score
         except Exception as err:  # noqa: BLE001
             errors[f"external_{key}"] = f"{err.__class__.__name__}: {err}"
