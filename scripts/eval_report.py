@@ -267,7 +267,9 @@ def render(res: dict) -> str:
           f"asked with the right intent among the buttons (the customer presses it); over the messages whose intent "
           f"is a service intent, and over every in-scope message. Caveat: the threshold was read off this same "
           f"reliability table (one number, by the rule \"ask where a bin's accuracy falls below 0.9\"), so the "
-          f"routing figures are somewhat optimistic.")
+          f"routing figures are somewhat optimistic. The conversation script also does not ask when its problem "
+          f"lexicon recognises a fault or a safety hazard, or when an out-of-scope message is about the shop; "
+          f"that is not modelled here (the figures count those messages as the classifier read them).")
         w("")
         w(table(["language", "service msgs", "**routed within two turns**", "routed at once", "asked",
                  "all in-scope: routed", "asked", "out-of-scope msgs asked", "ECE"],

@@ -104,3 +104,9 @@ def test_nlu_review_cli(tools, settings):  # noqa: F811
     data = json.loads(out.stdout)
     assert data["summary"]["count"] == 1 and data["summary"]["top_guess_right"] == 1
     assert data["choices"][0]["text"] == "冰箱的事情" and data["choices"][0]["chosen"] == "request_repair"
+
+
+def test_an_unsure_shop_question_is_still_pointed_to_the_shop(tools):  # noqa: F811
+    chat = Chat(tools, "clarify-shop")
+    messages = unsure(chat, "我的快递到哪了", ranking=(("out_of_scope", 0.5), ("check_status", 0.3), ("complain", 0.1)))
+    assert messages[-1].text == tools.texts.get("small_out_of_scope_shop", "zh") and "clarify" not in chat.state

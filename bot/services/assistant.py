@@ -12,8 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Callable
 
-from bot.nlu import phones
-from bot.nlu import clarify
+from bot.nlu import clarify, phones
 from bot.nlu.extract import model_code
 from bot.services import problems as problem_lexicon
 from bot.services.conversation import Button, Message, Reply, Turn
@@ -208,7 +207,8 @@ class Assistant(VisitSteps):
                 return Reply([self.msg("clarify_something_else", turn, self.menu(turn))], state)
         intent = turn.intent or "nlu_fallback"
         reading = problem_lexicon.read_problem(turn.text, self.lexicon)
-        if (not reading.safety and not reading.symptoms and not (turn.text or "").startswith("/")
+        shop_question = turn.intent == "out_of_scope" and SHOP_RE.search(turn.text or "")  # pointed to the shop
+        if (not reading.safety and not reading.symptoms and not shop_question and not (turn.text or "").startswith("/")
                 and clarify.should_clarify(turn.intent, turn.confidence)):
             return Reply(self.fallback(turn, state), state)  # unsure: ask, with the likeliest as buttons
         if reading.safety and intent not in ("check_status", "request_human"):
