@@ -233,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Each group of commands lives with its subject; these modules import little until a command runs.
     from bot.channels.telegram_polling import add_telegram_commands
     from bot.cli_agents import add_agent_commands
+    from bot.cli_nlu import add_nlu_commands
     from bot.cli_outbox import add_outbox_commands
     from bot.cli_privacy import add_privacy_commands
     from bot.cli_visits import add_visit_commands
@@ -242,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_privacy_commands(sub)
     add_telegram_commands(sub)
     add_outbox_commands(sub)
+    add_nlu_commands(sub)
     return parser
 
 

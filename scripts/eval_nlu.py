@@ -52,7 +52,9 @@ async def _parse_all(agent, texts: list[str]) -> dict[str, dict]:
         result = await agent.parse_message(text)
         intent = result.get("intent") or {}
         out[text] = {"intent": intent.get("name") or "nlu_fallback", "confidence": intent.get("confidence") or 0.0,
-                     "entities": result.get("entities") or []}
+                     "entities": result.get("entities") or [],
+                     "ranking": [(r.get("name"), float(r.get("confidence") or 0.0))
+                                 for r in (result.get("intent_ranking") or [])[:6]]}
     return out
 
 

@@ -7,12 +7,25 @@ from typing import Any
 HISTORY = Path(__file__).resolve().parent.parent / "docs" / "evaluation_history.md"
 
 TARGETS = [
-    # (id, description, path into the results, threshold)
-    ("heldout_zh_macro_f1", "Own held-out zh: macro-F1 >= 0.93", ("heldout", "zh", "macro_f1"), 0.93),
-    ("heldout_en_macro_f1", "Own held-out en: macro-F1 >= 0.93", ("heldout", "en", "macro_f1"), 0.93),
+    # (id, description, path into the results, threshold); issue 15's targets (report targets, not timed tests)
+    ("heldout_zh_macro_f1", "Own held-out zh: macro-F1 >= 0.95", ("heldout", "zh", "macro_f1"), 0.95),
+    ("heldout_en_macro_f1", "Own held-out en: macro-F1 >= 0.95", ("heldout", "en", "macro_f1"), 0.95),
+    ("routed_zh", "Own held-out zh: routed within two turns >= 0.97",
+     ("clarification", "zh", "routed_within_two_turns"), 0.97),
+    ("routed_en", "Own held-out en: routed within two turns >= 0.97",
+     ("clarification", "en", "routed_within_two_turns"), 0.97),
     ("jddc_in_scope_recall", "JDDC dev (zh): in-scope recall >= 0.80", ("external", "jddc", "in_scope_recall"), 0.80),
-    ("jddc_oos_rejection", "JDDC dev (zh): out-of-scope rejection >= 0.70", ("external", "jddc", "oos_rejection"), 0.70),
+    ("jddc_oos_rejection", "JDDC dev (zh): out-of-scope rejection >= 0.75", ("external", "jddc", "oos_rejection"), 0.75),
     ("bitext_in_scope_recall", "Bitext (en): in-scope recall >= 0.85", ("external", "bitext", "in_scope_recall"), 0.85),
+    ("clinc_oos_rejection", "CLINC150 (en): out-of-scope rejection >= 0.85", ("external", "clinc", "oos_rejection"), 0.85),
+    ("anger_fresh_i15_recall", "Anger, fresh set of issue 15: recall >= 0.80", ("anger", "fresh_i15", "all", "recall"),
+     0.80),
+    ("anger_fresh_i15_precision", "Anger, fresh set of issue 15: precision >= 0.85",
+     ("anger", "fresh_i15", "all", "precision"), 0.85),
+    ("model_codes_accepted", "Model codes as printed (tests/data/formats): all accepted",
+     ("formats", "model_codes", "accepted"), 1.0),
+    ("phones_accepted", "Phone formats (tests/data/formats): all accepted in E.164", ("formats", "phones", "accepted"),
+     1.0),
 ]
 
 
@@ -241,6 +254,68 @@ def render(res: dict) -> str:
                           num(s["other_clinc_intents"]["rejection"]), num(s["other_clinc_intents"]["false_accept"])]]))
                 w("")
 
+    # ---- calibration and clarification (issue 15)
+    clar = res.get("clarification") or {}
+    if clar:
+        w("## 2b. Calibration and clarification (own held-out sets)")
+        w("")
+        thr = next(iter(clar.values()))["threshold"]
+        w(f"Reliability of the top intent's confidence: per bin, how often the top intent is right. Where accuracy "
+          f"falls below the confidence, the classifier is over-sure; below **{thr}** (`bot/nlu/clarify.py`, "
+          f"`BOT_CLARIFY_BELOW`) the assistant asks instead of guessing: the two or three likeliest service intents "
+          f"as buttons plus \"something else\". *Routed within two turns* = read confidently and right at once, or "
+          f"asked with the right intent among the buttons (the customer presses it); over the messages whose intent "
+          f"is a service intent, and over every in-scope message. Caveat: the threshold was read off this same "
+          f"reliability table (one number, by the rule \"ask where a bin's accuracy falls below 0.9\"), so the "
+          f"routing figures are somewhat optimistic. The conversation script also does not ask when its problem "
+          f"lexicon recognises a fault or a safety hazard, or when an out-of-scope message is about the shop; "
+          f"that is not modelled here (the figures count those messages as the classifier read them).")
+        w("")
+        w(table(["language", "service msgs", "**routed within two turns**", "routed at once", "asked",
+                 "all in-scope: routed", "asked", "out-of-scope msgs asked", "ECE"],
+                [[lang, c["service"]["n"], f"**{num(c['service']['routed_within_two_turns'])}**",
+                  num(c["service"]["routed_first_turn"]), pct(c["service"]["clarified"]),
+                  num(c["in_scope"]["routed_within_two_turns"]), pct(c["in_scope"]["clarified"]),
+                  pct(c["out_of_scope_clarified"]), num(c["reliability"]["ece"])] for lang, c in sorted(clar.items())]))
+        w("")
+        ext = [(k, e["clarification"]) for k, e in (res.get("external") or {}).items()
+               if (e.get("clarification") or {}).get("service", {}).get("n")]
+        if ext:
+            w("The same on the external sets (measurement only; their in-scope messages whose mapped intent is a "
+              "service intent): how many real customers would reach the right flow within two turns with the "
+              "buttons, against the first-turn in-scope recall above. The price shows too: on real traffic the "
+              "threshold read off our own held-out sets asks about half the time.")
+            w("")
+            w(table(["set", "service msgs", "routed within two turns", "routed at once", "asked",
+                     "out-of-scope msgs asked"],
+                    [[k, c["service"]["n"], f"**{num(c['service']['routed_within_two_turns'])}**",
+                      num(c["service"]["routed_first_turn"]), pct(c["service"]["clarified"]),
+                      pct(c["out_of_scope_clarified"])] for k, c in ext]))
+            w("")
+        bins = sorted({b["bin"] for c in clar.values() for b in c["reliability"]["bins"]})
+        by = {lang: {b["bin"]: b for b in c["reliability"]["bins"]} for lang, c in clar.items()}
+        w(table(["confidence"] + [f"{lang} {k}" for lang in sorted(by) for k in ("n", "mean conf.", "accuracy")],
+                [[b] + [v for lang in sorted(by) for v in ((by[lang][b]["n"], num(by[lang][b]["mean_confidence"]),
+                                                            num(by[lang][b]["accuracy"])) if b in by[lang]
+                                                           else ("–", "–", "–"))] for b in bins]))
+        w("")
+    fmt = res.get("formats") or {}
+    if fmt:
+        w("## 2c. Model codes and phone numbers as customers write them")
+        w("")
+        w("Written for issue 15 (`tests/data/formats/`): every code must be found whole as printed (mixed case, "
+          "brackets, slashes, dots), every phone number found and normalised to E.164.")
+        w("")
+        for key, title, group in (("model_codes", "Model codes", "brand"), ("phones", "Phone numbers", "kind")):
+            f = fmt[key]
+            w(f"{title}: **{f['n'] and round(f['accepted'] * f['n'])}/{f['n']}** accepted ({f['groups']} "
+              f"{'brands' if key == 'model_codes' else 'kinds'}).")
+            w("")
+            w(table([group, "message", "expected", "read", "ok"],
+                    [[r[group], r["message"], f"`{r['expected']}`", ", ".join(f"`{g}`" for g in r["got"]) or "–",
+                      "yes" if r["ok"] else "**no**"] for r in f["rows"]]))
+            w("")
+
     # ---- entities
     ents = res.get("entities") or {}
     if ents:
@@ -279,7 +354,9 @@ def render(res: dict) -> str:
         w("## 4. Anger (`anger_score(text) >= ANGRY_THRESHOLD`)")
         w("")
         w("Same caveat: `tests/data/heldout/anger.tsv` was seen while the lexicon and weights were tuned; "
-          "`tests/data/fresh/anger.tsv` was not.")
+          "`tests/data/fresh/anger.tsv` was not. Since issue 15 the score is the lexicon raised by a classifier "
+          "trained on `data/anger/` (`bot/nlu/anger_model.py`); `tests/data/fresh/anger_i15.tsv` (*fresh_i15*) was "
+          "written for it separately, before the classifier was first run.")
         w("")
         rows = []
         for set_name, block in anger.items():

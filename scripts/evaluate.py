@@ -3,8 +3,10 @@ confusion-matrix PNGs (docs/confusion_zh.png, docs/confusion_en.png).
 
   1. intents on the own held-out sets (tests/data/heldout/nlu_{zh,en}.yml);
   2. intents on the external sets in ../shared/eval (JDDC dev zh, Bitext en, CLINC150 en) with their mappings;
+  2b. calibration (reliability table) and "routed within two turns" with the clarification buttons on the own
+      held-out sets; the model-code and phone-number tables in tests/data/formats;
   3. entities of the deterministic extractor on tests/data/heldout and tests/data/fresh (if present);
-  4. anger on tests/data/heldout/anger.tsv and tests/data/fresh/anger.tsv (if present);
+  4. anger on tests/data/heldout/anger.tsv and tests/data/fresh/anger.tsv, anger_i15.tsv (if present);
   5. conversations: `rasa test core` on tests/stories and the scripted REST conversations in
      tests/data/conversations.yml through a real stack (tests/stack.py).
 
@@ -162,6 +164,7 @@ def main() -> int:
         import rasa
         from rasa.core.agent import Agent
 
+        import eval_clarify
         import eval_dialogue
         import eval_entities
         import eval_nlu
@@ -216,10 +219,27 @@ def main() -> int:
                 score["by_tag"] = eval_nlu.score_bitext_tags(rows, parsed)
             if key == "clinc":
                 score["oos_split"] = eval_nlu.score_clinc_oos_split(rows, parsed)
+            from bot.nlu.clarify import clarify_below
+
+            score["clarification"] = eval_clarify.routing([{"text": r["text"], "intent": r["gold"]} for r in rows],
+                                                          parsed, clarify_below())
             results["external"][key] = score
         except Exception as err:  # noqa: BLE001
             errors[f"external_{key}"] = f"{err.__class__.__name__}: {err}"
             traceback.print_exc()
+
+    # ------------------------------------------------------------------ 2b: calibration and clarification
+    results["clarification"] = {}
+    try:
+        from bot.nlu.clarify import clarify_below
+
+        for lang, rows in heldout_rows.items():
+            results["clarification"][lang] = {"reliability": eval_clarify.reliability(rows, parsed),
+                                              **eval_clarify.routing(rows, parsed, clarify_below())}
+        results["formats"] = eval_clarify.formats(ROOT / "tests" / "data" / "formats", extract_entities)
+    except Exception as err:  # noqa: BLE001
+        errors["clarification"] = f"{err.__class__.__name__}: {err}"
+        traceback.print_exc()
 
     # ------------------------------------------------------------------ 3 + 4: entities and anger
     t = time.monotonic()
@@ -258,20 +278,20 @@ def main() -> int:
     except Exception as err:  # noqa: BLE001
         errors["anger_heldout"] = f"{err.__class__.__name__}: {err}"
         traceback.print_exc()
-    fresh_anger = FRESH / "anger.tsv"
-    if not fresh_anger.exists():
-        results["anger"]["fresh"] = {"source": str(fresh_anger.relative_to(ROOT)), "skipped": "file absent"}
-    else:
+    for set_name, fresh_anger in (("fresh", FRESH / "anger.tsv"), ("fresh_i15", FRESH / "anger_i15.tsv")):
+        source = str(fresh_anger.relative_to(ROOT))
+        if not fresh_anger.exists():
+            results["anger"][set_name] = {"source": source, "skipped": "file absent"}
+            continue
         try:
             rows = eval_entities.load_anger(fresh_anger)
-            results["anger"]["fresh"] = ({"source": str(fresh_anger.relative_to(ROOT)), "seen_during_tuning": False,
-                                          **eval_entities.score_anger(rows, anger_score, ANGRY_THRESHOLD,
-                                                                      keep_errors=False)}
-                                         if rows else {"source": str(fresh_anger.relative_to(ROOT)),
-                                                       "skipped": "no rows yet"})
+            results["anger"][set_name] = ({"source": source, "seen_during_tuning": False,
+                                           **eval_entities.score_anger(rows, anger_score, ANGRY_THRESHOLD,
+                                                                       keep_errors=False)}
+                                          if rows else {"source": source, "skipped": "no rows yet"})
         except Exception as err:  # noqa: BLE001
-            results["anger"]["fresh"] = {"source": str(fresh_anger.relative_to(ROOT)),
-                                         "skipped": f"could not read it ({err.__class__.__name__}: {str(err)[:200]})"}
+            results["anger"][set_name] = {"source": source,
+                                          "skipped": f"could not read it ({err.__class__.__name__}: {str(err)[:200]})"}
     results["timings"]["entities_anger_s"] = round(time.monotonic() - t, 1)
     del agent  # the servers below load their own copy
 
@@ -336,6 +356,12 @@ def print_headline(res: dict, out_dir: Path) -> None:
             print("         by tag: " + "  ".join(
                 f"{name}: recall {num(t['in_scope_recall'])} rej {num(t['oos_rejection'])}"
                 for name, t in e["by_tag"].items()))
+    for lang, c in sorted((res.get("clarification") or {}).items()):
+        print(f"clarify {lang}: routed within two turns {num(c['service']['routed_within_two_turns'])} "
+              f"(first turn {num(c['service']['routed_first_turn'])}, asked {pct(c['service']['clarified'])}; "
+              f"all in-scope {num(c['in_scope']['routed_within_two_turns'])})  ECE {num(c['reliability']['ece'])}")
+    for key, f in (res.get("formats") or {}).items():
+        print(f"{key}: {num(f['accepted'])} of {f['n']} accepted and normalised ({f['groups']} groups)")
     for set_name, block in (res.get("entities") or {}).items():
         if block.get("skipped"):
             print(f"entities {set_name}: skipped ({block['skipped']})")

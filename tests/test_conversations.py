@@ -132,3 +132,55 @@ def test_the_served_assistant_never_loaded_tensorflow(stack):
     maps = Path(f"/proc/{stack.rasa_pid}/maps").read_text()
     assert "/site-packages/" in maps  # the check reads the right process
     assert "tensorflow" not in maps
+
+
+FLOW_OF = {"complain": "complaint", "request_repair": "complaint", "request_return": "complaint",
+           "request_exchange": "complaint", "check_status": "status", "request_installation": "complaint"}
+
+
+@pytest.mark.parametrize("unsure, other, language", [
+    ("我想问问热水器的情况", "冰箱的事情想问一下", "zh"),
+    ("about my fridge", "something about the oven I got", "en"),
+])
+def test_an_unsure_first_message_gets_clarification_buttons(stack, unsure, other, language):
+    """Issue 15, through the real stack: buttons in the customer's language; a press starts that flow and is kept
+    as a labelled example; "something else" gets what the assistant does and a person."""
+    from bot.services.conversation import conversation_id
+
+    sender = f"rest-clarify-{language}"
+    replies = stack.send(sender, unsure)
+    buttons = replies[-1].get("buttons") or []
+    payloads = [b["payload"] for b in buttons]
+    assert len(buttons) >= 3 and payloads[-1] == "/out_of_scope", replies
+    assert buttons[-1]["title"] == {"zh": "其他问题", "en": "Something else"}[language]
+    assert all(has_cjk(b["title"]) == (language == "zh") for b in buttons)
+    flow_intents = [p[1:] for p in payloads[:-1] if p[1:] in FLOW_OF]
+    assert flow_intents, payloads
+    tracker = stack.tracker(conversation_id("rest", sender))
+    assert not [e for e in tracker["events"] if e["event"] == "slot" and e["name"] == "flow" and e["value"]]
+    chosen = flow_intents[0]
+    replies = stack.send(sender, f"/{chosen}")
+    assert replies and all(r.get("text") for r in replies)
+    slots = stack.tracker(conversation_id("rest", sender))["slots"]
+    assert slots["flow"] == FLOW_OF[chosen], (chosen, texts(replies))
+    if FLOW_OF[chosen] == "complaint":
+        assert stack.ticket_of(sender)["kind"] in ("complaint", "repair", "return", "exchange", "installation")
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from bot.services.nlu_review import review
+
+    engine = create_engine(stack.db_url, future=True)
+    with Session(engine) as session:
+        kept = [c for c in review(session)["choices"] if c["conversation_id"] == conversation_id("rest", sender)]
+    engine.dispose()
+    assert [(c["text"], c["chosen"], c["language"]) for c in kept] == [(unsure, chosen, language)]
+
+    sender2 = f"rest-clarify-other-{language}"
+    buttons = stack.send(sender2, other)[-1].get("buttons") or []
+    assert buttons and buttons[-1]["payload"] == "/out_of_scope"
+    replies = stack.send(sender2, "/out_of_scope")
+    assert "/request_human" in [b["payload"] for b in replies[-1].get("buttons") or []]
+    assert has_cjk(texts(replies)) == (language == "zh")
+    assert (("投诉" in texts(replies) and "人工" in texts(replies)) if language == "zh"
+            else ("complaint" in texts(replies) and "person" in texts(replies)))

@@ -403,7 +403,7 @@ def test_customer_hears_their_place_and_wait_when_someone_is_online(tools, uow_f
     ticket = chat.ticket()
     assert "冰箱门关不上，快点" in ticket["account"]  # kept while waiting
     out = chat.say("我的电话是13912345678", "inform")
-    assert chat.ticket()["customer"]["phone"] == "13912345678" and "手机号" in out[0]
+    assert chat.ticket()["customer"]["phone"] == "+8613912345678" and "手机号" in out[0]  # E.164 (issue 15)
     assert "13912345678" in chat.ticket()["account"]
 
 

@@ -20,20 +20,20 @@ E = Tuple[str, str, str]
 
 ENTITY_CASES: List[Tuple[str, List[E]]] = [
     # phone
-    ("我的手机号是138 1234 5678，请尽快联系", [("phone", "13812345678", "138 1234 5678")]),
-    ("电话：+86 138-1234-5678", [("phone", "13812345678", "+86 138-1234-5678")]),
-    ("0086 13912345678", [("phone", "13912345678", "0086 13912345678")]),
-    ("+8613812345678", [("phone", "13812345678", "+8613812345678")]),
-    ("008613812345678", [("phone", "13812345678", "008613812345678")]),
-    ("联系电话 +86 139 1234 5678", [("phone", "13912345678", "+86 139 1234 5678")]),
-    ("手机１３８１２３４５６７８", [("phone", "13812345678", "１３８１２３４５６７８")]),  # full-width
+    ("我的手机号是138 1234 5678，请尽快联系", [("phone", "+8613812345678", "138 1234 5678")]),
+    ("电话：+86 138-1234-5678", [("phone", "+8613812345678", "+86 138-1234-5678")]),
+    ("0086 13912345678", [("phone", "+8613912345678", "0086 13912345678")]),
+    ("+8613812345678", [("phone", "+8613812345678", "+8613812345678")]),
+    ("008613812345678", [("phone", "+8613812345678", "008613812345678")]),
+    ("联系电话 +86 139 1234 5678", [("phone", "+8613912345678", "+86 139 1234 5678")]),
+    ("手机１３８１２３４５６７８", [("phone", "+8613812345678", "１３８１２３４５６７８")]),  # full-width
     (
         "call me on 13812345678 tomorrow afternoon",
-        [("phone", "13812345678", "13812345678"), ("date_time", "tomorrow afternoon", "tomorrow afternoon")],
+        [("phone", "+8613812345678", "13812345678"), ("date_time", "tomorrow afternoon", "tomorrow afternoon")],
     ),
     (
         "my number is 138-1234-5678, call after 6pm",
-        [("phone", "13812345678", "138-1234-5678"), ("date_time", "after 6pm", "after 6pm")],
+        [("phone", "+8613812345678", "138-1234-5678"), ("date_time", "after 6pm", "after 6pm")],
     ),
     ("138-1234-5678-9", []),  # part of a longer dash-joined number
     ("12013812345678", [("order_id", "12013812345678", "12013812345678")]),  # phone digits inside an id
@@ -47,7 +47,7 @@ ENTITY_CASES: List[Tuple[str, List[E]]] = [
     ("tracking 1234567890123456789", [("order_id", "1234567890123456789", "1234567890123456789")]),
     (
         "电话138 1234 5678 订单 123456789012",
-        [("phone", "13812345678", "138 1234 5678"), ("order_id", "123456789012", "123456789012")],
+        [("phone", "+8613812345678", "138 1234 5678"), ("order_id", "123456789012", "123456789012")],
     ),
     ("1234567890123456789012", []),  # 22 digits: too long for anything
     # ticket_number
@@ -178,7 +178,7 @@ def test_extract_entities(text: str, expected: List[E]) -> None:
 def test_extract_offsets_exact() -> None:
     text = "电话13812345678，订单JD1234567890"
     assert extract_entities(text) == [
-        {"entity": "phone", "value": "13812345678", "start": 2, "end": 13, "text": "13812345678"},
+        {"entity": "phone", "value": "+8613812345678", "start": 2, "end": 13, "text": "13812345678"},
         {"entity": "order_id", "value": "JD1234567890", "start": 16, "end": 28, "text": "JD1234567890"},
     ]
 
@@ -363,7 +363,7 @@ def test_structured_extractor_keeps_existing_and_skips_duplicates() -> None:
 
     extractor = _make(StructuredEntityExtractor)
     existing = [
-        {"entity": "phone", "value": "13812345678", "start": 2, "end": 13, "extractor": "DIETClassifier"},
+        {"entity": "phone", "value": "+8613812345678", "start": 2, "end": 13, "extractor": "DIETClassifier"},
         {"entity": "person", "value": "王", "start": 0, "end": 1},
     ]
     msg = Message(data={"text": "电话13812345678 明天上午", "entities": list(existing)})
@@ -470,7 +470,7 @@ def test_train_and_parse_with_custom_components(tmp_path: Path, monkeypatch: pyt
     assert ents == [
         ("language", "zh", "LanguageDetector"),
         ("product", "fridge", "StructuredEntityExtractor"),
-        ("phone", "13812345678", "StructuredEntityExtractor"),
+        ("phone", "+8613812345678", "StructuredEntityExtractor"),
         ("date_time", "明天下午三点", "StructuredEntityExtractor"),
     ]
     assert parsed["language_detected"]["code"] == "zh"

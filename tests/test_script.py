@@ -216,7 +216,7 @@ def test_two_failed_phone_attempts_offer_a_person(tools):
     # ... and the conversation now waits for the person: what the customer writes is kept for them
     assert chat.state["flow"] == "human" and [e.reason for e in queue_entries(tools)] == ["customer_request"]
     out = chat.say("我的电话是 139 0000 2222", "inform")
-    assert chat.ticket()["customer"]["phone"] == "13900002222"
+    assert chat.ticket()["customer"]["phone"] == "+8613900002222"  # stored in E.164 (issue 15)
 
 
 def test_gas_smell_gets_safety_advice_and_a_supervisor_at_once(tools):

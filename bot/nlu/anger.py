@@ -7,7 +7,7 @@ import math
 import re
 from typing import List, Pattern, Tuple
 
-__all__ = ["ANGRY_THRESHOLD", "CALM_THRESHOLD", "anger_score", "anger_signals"]
+__all__ = ["ANGRY_THRESHOLD", "CALM_THRESHOLD", "anger_score", "anger_signals", "lexicon_score"]
 
 ANGRY_THRESHOLD = 0.6
 CALM_THRESHOLD = 0.3
@@ -198,11 +198,36 @@ def anger_signals(text: str) -> dict:
 
 
 def anger_score(text: str) -> float:
-    """Scores how angry a message sounds, in [0, 1].
-
-    Calm messages stay below ``CALM_THRESHOLD`` (0.3); clearly angry ones exceed
-    ``ANGRY_THRESHOLD`` (0.6).
+    """Scores how angry a message sounds, in [0, 1]: the lexicon score below, raised into the angry range
+    (>= ``ANGRY_THRESHOLD``) when the classifier trained on data/anger/ hears anger the lexicon missed
+    (bot/nlu/anger_model.py). Calm messages stay below ``CALM_THRESHOLD`` (0.3) unless the classifier hears anger.
     """
+    from bot.nlu.anger_model import anger_probability
+
+    lexicon = lexicon_score(text)
+    if not _classifier_applies(text):
+        return lexicon
+    p = anger_probability(text, lexicon)
+    if p >= 0.5:
+        lexicon = max(lexicon, round(ANGRY_THRESHOLD + (1.0 - ANGRY_THRESHOLD) * (p - 0.5) / 0.5, 4))
+    return lexicon
+
+
+def _classifier_applies(text: str) -> bool:
+    """Character n-grams say little about a very short message (fewer than 6 Chinese characters or 4 words:
+    "还没到吗"), and a softened one ("mildly", 有点, "please") is not heard as anger by it either: the lexicon,
+    which weighs softeners, scores those alone."""
+    if not text or _DOWNTONERS.search(text) or anger_signals(text)["politeness"]:
+        return False
+    return len(_HAN_RUN.findall(text)) >= 6 or len(re.findall(r"[A-Za-z]+", text)) >= 4
+
+
+_HAN_RUN = re.compile(r"[\u4e00-\u9fff]")
+
+
+def lexicon_score(text: str) -> float:
+    """The lexicon's own score in [0, 1]: clearly angry words, intensifiers, punctuation storms, CAPS, profanity,
+    damped by politeness (calm < ``CALM_THRESHOLD``, clearly angry > ``ANGRY_THRESHOLD``)."""
     s = anger_signals(text)
     lexicon = s["lexicon"]
     if lexicon:

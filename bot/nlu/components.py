@@ -223,7 +223,9 @@ class AngerScorer(GraphComponent):
         resource: Resource,
         execution_context: ExecutionContext,
     ) -> AngerScorer:
-        """Creates a new component (see parent class for full docstring)."""
+        """Creates a new component; the anger classifier (bot/nlu/anger_model.py) is trained here, at start-up,
+        not on the first customer message."""
+        anger_score("warm up")
         return cls(config)
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:

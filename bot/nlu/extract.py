@@ -9,7 +9,9 @@ import re
 import threading
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-__all__ = ["extract_entities", "get_pipeline", "normalize_width"]
+from bot.nlu.phones import find_numbers
+
+__all__ = ["extract_entities", "get_pipeline", "model_code", "normalize_width"]
 
 # --------------------------------------------------------------------------- #
 # Text normalisation and tokenisation
@@ -173,20 +175,54 @@ def _ticket_patterns() -> List[List[Dict[str, Any]]]:
     ]
 
 
-def _model_patterns(max_segments: int = 6) -> List[List[Dict[str, Any]]]:
-    patterns = []
-    for n in range(1, max_segments + 1):
-        pattern: List[Dict[str, Any]] = []
-        for i in range(n):
-            last = i == n - 1
-            seg: Dict[str, Any] = {"TEXT": {"REGEX": r"^[A-Za-z0-9]+$"}}
-            if not last:
-                seg["SPACY"] = False
-            pattern.append(seg)
-            if not last:
-                pattern.append({"ORTH": {"IN": ["-", "/", "."]}, "SPACY": False})
-        patterns.append(pattern)
-    return patterns
+# Model codes as manufacturers print them: letters and digits in segments joined by "-", "/", "." and brackets,
+# mixed case, up to MODEL_MAX characters (KFR-35GW/(35592)FNhAa-A1, EG100MATE55, XQB80-Z3078, KFR-35GW/NhGc1).
+MODEL_MAX = 30
+_MODEL_RUN_RE = re.compile(r"(?<![A-Za-z0-9\-/.])[A-Za-z0-9(][A-Za-z0-9()\-/.+]*[A-Za-z0-9)+]")
+_MODEL_SEGMENT_SPLIT_RE = re.compile(r"[-/.()+]+")
+
+
+def _strip_brackets(raw: str) -> str:
+    """"(KFR-35GW)" -> "KFR-35GW"; brackets that open and close inside a code stay."""
+    while raw and raw[0] == "(" and raw.count("(") > raw.count(")"):
+        raw = raw[1:]
+    while raw and raw[-1] == ")" and raw.count(")") > raw.count("("):
+        raw = raw[:-1]
+    if raw.startswith("(") and raw.endswith(")") and raw.count("(") == 1 and raw.count(")") == 1:
+        raw = raw[1:-1]
+    return raw
+
+
+def model_code(raw: str) -> Optional[str]:
+    """The code as written when it is plausibly a model code, else None. Letters and digits both, at least one
+    capital, no word in lower case ("floor" in "1st-floor"), no 9-digit run (phones, order numbers), nothing that
+    is a unit, a time, a standard or a ticket number (220V, 3pm, WIFI6, SV-20261122-0042)."""
+    code = _strip_brackets((raw or "").strip())
+    if not 4 <= len(code) <= MODEL_MAX or code.count("(") != code.count(")"):
+        return None
+    if not re.fullmatch(r"[A-Za-z0-9(][A-Za-z0-9()\-/.+]*[A-Za-z0-9)+]", code):
+        return None
+    if not re.search(r"[A-Z]", code) or not re.search(r"\d", code) or re.search(r"\d{9,}", code):
+        return None
+    segments = [seg for seg in _MODEL_SEGMENT_SPLIT_RE.split(code) if seg]
+    if any(seg.isalpha() and seg.islower() and len(seg) >= 2 for seg in segments):
+        return None
+    if re.search(r"[a-z]", code) and segments[0].isalpha() and (segments[0].istitle() or segments[0].islower()):
+        return None  # "No.5", "Room-302", "Rm.12"
+    if _MODEL_REJECT_RE.match(code.upper()) or _MODEL_REJECT_RE.match(re.sub(r"[()]", "", code.upper())):
+        return None
+    return code
+
+
+def _model_candidates(text: str) -> List[Tuple[int, int, str]]:
+    out = []
+    for match in _MODEL_RUN_RE.finditer(text):
+        raw = match.group()
+        code = model_code(raw)
+        if code is not None:
+            start = match.start() + raw.index(code)
+            out.append((start, start + len(code), code))
+    return out
 
 
 _NUM_WORDS = (
@@ -351,7 +387,6 @@ _DT_GAP_RE = re.compile(r"^(?:\s*|\s*(?:,|，|的|at|on|around|about|@)\s*)$", r
 # --------------------------------------------------------------------------- #
 
 _PHONE_CORE_RE = re.compile(r"^1[3-9]\d{9}$")
-_MODEL_SHAPE_RE = re.compile(r"^[A-Z0-9]+(?:[-/.][A-Z0-9]+)*$")
 _MODEL_REJECT_RE = re.compile(
     r"^(?:\d{1,2}(?:AM|PM)"
     r"|\d+(?:\.\d+)?(?:[KMGT]?B|[KM]?W|KWH|V|HZ|L|ML|KG|G|CM|MM|M|INCH|IN|HP|P|K|MAH|A"
@@ -402,7 +437,6 @@ class EntityPipeline:
         self.matcher.add("ticket_number", _ticket_patterns())
         self.matcher.add("phone", _phone_patterns())
         self.matcher.add("order_id", _order_patterns())
-        self.matcher.add("product_model", _model_patterns())
         for label, patterns in _date_time_patterns().items():
             self.matcher.add(label, patterns)
         self.phrase_matcher = PhraseMatcher(self.nlp.vocab, attr="LOWER")
@@ -439,6 +473,8 @@ class EntityPipeline:
                 value = self._validate(label, norm, s, e)
                 if value is not None:
                     candidates.append((s, e, label, value))
+        candidates += [(ms, me, "product_model", value) for ms, me, value in _model_candidates(norm)]
+        candidates += [(ps, pe, "phone", value) for ps, pe, value in find_numbers(norm)]
         for match_id, start, end in phrase_matches:
             span = doc[start:end]
             candidates.append((span.start_char, span.end_char, "product", strings[match_id]))
@@ -466,8 +502,6 @@ class EntityPipeline:
             if not _valid_ticket(digits) or _char(text, e).isdigit():
                 return None
             return f"SV-{digits[:8]}-{digits[8:]}"
-        if label == "product_model":
-            return self._validate_model(text, raw, s, e)
         return None
 
     @staticmethod
@@ -487,7 +521,7 @@ class EntityPipeline:
             after == "-" and _char(text, e + 1).isdigit()
         ):
             return None
-        return digits
+        return "+86" + digits
 
     @staticmethod
     def _validate_order(text: str, raw: str, s: int, e: int) -> Optional[str]:
@@ -513,22 +547,6 @@ class EntityPipeline:
         if _char(text, e) == "-" and _char(text, e + 1).isalnum():
             return None
         return (prefix or "") + digits
-
-    @staticmethod
-    def _validate_model(text: str, raw: str, s: int, e: int) -> Optional[str]:
-        if not 4 <= len(raw) <= 24 or not _MODEL_SHAPE_RE.match(raw):
-            return None
-        if not re.search(r"[A-Z]", raw) or not re.search(r"\d", raw):
-            return None
-        if re.search(r"\d{9,}", raw) or _MODEL_REJECT_RE.match(raw):
-            return None
-        # only maximal separator-joined chains count as a model code
-        before, after = _char(text, s - 1), _char(text, e)
-        if before in "-/." and before and _char(text, s - 2).isalnum():
-            return None
-        if after in "-/." and after and _char(text, e + 1).isalnum():
-            return None
-        return raw
 
     # -- date/time ----------------------------------------------------------- #
 

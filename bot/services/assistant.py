@@ -9,15 +9,18 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
+from bot.nlu import clarify, phones
+from bot.nlu.extract import model_code
 from bot.services import problems as problem_lexicon
 from bot.services.conversation import Button, Message, Reply, Turn
+from bot.services.nlu_review import TEXT_MAX as TEXT_KEPT, record_choice
 from bot.services.ownership import Ownership
 from bot.services.promise_flow import PromiseSteps
 from bot.services.records import Records, purchase_facts
-from bot.services.tickets import SLA, TicketBook, TicketError, as_utc
+from bot.services.tickets import SLA, TicketBook, as_utc
 from bot.services.visit_flow import INSTALL_FACTS, NEW_REQUESTS, VISIT_KINDS, VisitSteps
 from bot.services.visits import Roster
 from bot.services.warranty import WarrantyCase, WarrantyPolicy, evaluate
@@ -34,7 +37,6 @@ ONE_SHOT = ("ask_warranty", "ask_fee", "usage_help", "ask_service_center")
 LANG_SWITCH_RE = re.compile(r"(\b(in|speak|use|switch to|reply in) english\b|\benglish,? please\b|"
                             r"(说|讲|用|换成|改成)中文|中文(吧|可以吗|行吗|好吗)|\bin chinese\b)", re.IGNORECASE)
 FACT_ENTITIES = {"product_model", "order_id", "phone", "address", "date_time", "ticket_number"}
-PHONE_RE = re.compile(r"^\+?(?:86)?1[3-9]\d{9}$")
 DIGITS_RE = re.compile(r"\d[\d\s\-]{5,}\d")
 ADDRESS_RE = re.compile(
     r"(省|市|区|县|镇|乡|村|路|街|道|巷|弄|号|栋|幢|楼|室|单元|小区|花园|大厦|"
@@ -47,6 +49,8 @@ STOP_RE = re.compile(r"(算了|不用了|不要了|别问了|不聊了|取消|�
 DONE_RE = re.compile(r"(就这些|就这样|就这么多|没了|说完了|没有了|没别的|你们(打算|准备|看|说)?(该)?怎么(办|处理|解决|弄)|怎么办|怎么处理|"
                      r"给(我)?个说法|给个解决|what now|that'?s (all|it)|nothing else|what (are|will) you (going to )?do|"
                      r"how (will|are) you (going to )?(fix|sort|solve)|what can you do|so what now|i'?m done)", re.IGNORECASE)
+MODEL_LEAD_RE = re.compile(r"^\s*(?:(?:产品)?型号(?:是|为)?[:：]?|(?:the )?model(?: number| no\.?| code)?(?: is)?[:：]?|"
+                           r"it'?s)\s*", re.IGNORECASE)
 ANYTIME_RE = re.compile(r"(随时|都可以|都行|全天|any ?time|whenever|all day)", re.IGNORECASE)
 # The shop's side of things (orders, payment, invoices, coupons, delivery, accounts): an out-of-scope message about
 # them gets pointed to where it is handled, not just told what this assistant does.
@@ -201,8 +205,17 @@ class Assistant(VisitSteps, PromiseSteps):
 
     # ------------------------------------------------------------------ idle: no flow open
     def idle_turn(self, turn: Turn, state: dict) -> Reply:
+        pending = state.pop("clarify", None)
+        if pending and (turn.text or "").startswith("/"):
+            turn = self.clarification_answered(turn, state, pending)
+            if turn.intent == clarify.SOMETHING_ELSE:
+                return Reply([self.msg("clarify_something_else", turn, self.menu(turn))], state)
         intent = turn.intent or "nlu_fallback"
         reading = problem_lexicon.read_problem(turn.text, self.lexicon)
+        shop_question = turn.intent == "out_of_scope" and SHOP_RE.search(turn.text or "")  # pointed to the shop
+        if (not reading.safety and not reading.symptoms and not shop_question and not (turn.text or "").startswith("/")
+                and clarify.should_clarify(turn.intent, turn.confidence)):
+            return Reply(self.fallback(turn, state), state)  # unsure: ask, with the likeliest as buttons
         if reading.safety and intent not in ("check_status", "request_human"):
             intent = "complain"
         elif reading.symptoms and intent in ("inform", "nlu_fallback", "out_of_scope", "affirm", "deny", "feedback"):
@@ -243,12 +256,36 @@ class Assistant(VisitSteps, PromiseSteps):
                                                        self.button("btn_keep_trying", turn, "/greet")])]
         if turn.detected is None and not turn.entities:
             return [self.msg("no_words", turn, self.menu(turn))]
-        candidates = [name for name, _ in turn.ranking if name not in ("nlu_fallback", "out_of_scope", "inform",
-                                                                        "affirm", "deny")][:2]
-        buttons = [Button(self.t.get(f"intent_{name}", turn.language), f"/{name}") for name in candidates
-                   if f"intent_{name}" in self.t]
-        buttons.append(self.button("btn_human", turn, "/request_human"))
+        offered = [name for name in clarify.candidates(turn.ranking) if f"intent_{name}" in self.t]
+        if not offered:
+            return [self.msg("how_can_i_help", turn, self.menu(turn))]
+        buttons = [Button(self.t.get(f"intent_{name}", turn.language), f"/{name}") for name in offered]
+        buttons.append(self.button("btn_something_else", turn, clarify.SOMETHING_ELSE_PAYLOAD))
+        state["clarify"] = {"text": (turn.text or "")[:TEXT_KEPT], "offered": offered,
+                            "predicted": turn.intent or "nlu_fallback", "confidence": round(turn.confidence, 4),
+                            "entities": [{k: e.get(k) for k in ("entity", "value", "start", "end")}
+                                         for e in turn.entities if e.get("entity") != "language"]}
         return [self.msg("fallback_suggest", turn, buttons)]
+
+    def clarification_answered(self, turn: Turn, state: dict, pending: dict) -> Turn:
+        """A button of the clarification pressed: keep it as a labelled example, and read the first message again
+        as the intent chosen (so what it said is not lost), or as "something else"."""
+        offered = list(pending.get("offered") or [])
+        pressed_other = turn.text == clarify.SOMETHING_ELSE_PAYLOAD
+        if not (pressed_other or turn.intent in offered):
+            return turn  # another button (an older message's): nothing to record
+        chosen = clarify.SOMETHING_ELSE if pressed_other else turn.intent
+        with self.tools.uow() as uow:
+            record_choice(uow.session, conversation_id=turn.conversation_id, channel=turn.channel,
+                          language=turn.language, text=str(pending.get("text") or ""),
+                          predicted=pending.get("predicted"), confidence=float(pending.get("confidence") or 0.0),
+                          offered=offered, chosen=chosen, now=turn.now)
+            uow.commit()
+        state.pop("fallbacks", None)
+        if pressed_other or not pending.get("text"):
+            return replace(turn, intent=chosen)
+        return replace(turn, text=pending["text"], intent=chosen, confidence=1.0,
+                       entities=tuple(e for e in pending.get("entities") or () if isinstance(e, dict)))
 
     # ------------------------------------------------------------------ the complaint script
     def start_problem(self, turn: Turn, state: dict, kind: str) -> Reply:
@@ -341,13 +378,13 @@ class Assistant(VisitSteps, PromiseSteps):
             facts["impact"] = ",".join(sorted(known | set(reading.impacts)))
         model = turn.entity("product_model")
         if model:
-            facts["model"] = model.upper()
+            facts.update(self.model_facts(model, uow, known_product=facts.get("product") or ticket.product))
         person = turn.entity("person")
         if person:
             facts["customer_name"] = person
-        phone = turn.entity("phone")
-        if phone and PHONE_RE.match(phone):
-            facts["phone"] = phone[-11:]
+        phone = phones.normalize(turn.entity("phone"))
+        if phone:
+            facts["phone"] = phone
         order_id = turn.entity("order_id")
         if order_id:
             found = Records(uow.session).purchase_by_order(order_id)
@@ -388,10 +425,22 @@ class Assistant(VisitSteps, PromiseSteps):
             out[:0] = [self.msg("safety_advice", turn, number=ticket.number)] + queued
         return out
 
+    @staticmethod
+    def model_facts(code: str, uow: UnitOfWork, known_product: str | None = None) -> dict:
+        """A model code checked against the catalogue: a known one in the catalogue's spelling (and its product,
+        when none is known yet); an unknown but plausible one as the customer wrote it."""
+        product = Records(uow.session).product_by_model(code)
+        if product is None:
+            return {"model": code.upper() if code.islower() else code}
+        facts = {"model": product.model}
+        if not known_product and product.category in CATEGORIES:
+            facts["product"] = product.category
+        return facts
+
     def order_belongs(self, purchase, ticket: Ticket, new_facts: dict) -> bool:
         """An order is this customer's when it has no customer, or when the phone given is the one on it."""
         phone = new_facts.get("phone") or ticket.phone
-        return not purchase.customer or (bool(phone) and purchase.customer.phone == phone)
+        return not purchase.customer or (bool(phone) and phones.same_number(purchase.customer.phone, phone))
 
     def facts_from_purchase(self, purchase, with_customer: bool = True) -> dict:
         p = purchase_facts(purchase)
@@ -560,6 +609,11 @@ class Assistant(VisitSteps, PromiseSteps):
             if DONT_KNOW_RE.search(text):
                 state.setdefault("skipped", []).append("model")
                 return True, self.msg("model_skip_ok", turn)
+            code = model_code(MODEL_LEAD_RE.sub("", text).strip(" .。,，"))
+            code = code or model_code(MODEL_LEAD_RE.sub("", text).strip(" .。,，").upper())
+            if code:  # the whole answer is a code (also typed in lower case)
+                book.record_facts(ticket, self.model_facts(code, uow, ticket.product), now, actor="customer")
+                return True, None
             return False, self.msg("bad_model", turn)
         if fact == "purchase":
             if DONT_KNOW_RE.search(text):
@@ -871,9 +925,9 @@ class Assistant(VisitSteps, PromiseSteps):
             else:
                 if turn.text and not turn.text.startswith("/"):
                     book.append_account(ticket, turn.text, turn.now)
-                phone = turn.entity("phone")
-                if phone and PHONE_RE.match(phone):
-                    book.record_facts(ticket, {"phone": phone[-11:]}, turn.now, actor="customer")
+                phone = phones.normalize(turn.entity("phone"))
+                if phone:
+                    book.record_facts(ticket, {"phone": phone}, turn.now, actor="customer")
                     out = [self.msg("handoff_phone_noted", turn)]
                 else:
                     status = desk.queue_status(handoff, turn.now)
@@ -891,12 +945,12 @@ class Assistant(VisitSteps, PromiseSteps):
     # ------------------------------------------------------------------ status look-up
     def status_turn(self, turn: Turn, state: dict, first: bool = False) -> Reply:
         number = turn.entity("ticket_number")
-        phone = turn.entity("phone")
+        phone = phones.normalize(turn.entity("phone"))
         order_id = turn.entity("order_id")
         if number:
             state["number"] = number.upper()
-        if phone and PHONE_RE.match(phone):
-            state["phone"] = phone[-11:]
+        if phone:
+            state["phone"] = phone
         if order_id:
             state["order_id"] = order_id.upper()
         if not (number or phone or order_id) and not first:

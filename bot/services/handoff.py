@@ -24,6 +24,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from bot.nlu import phones
 from bot.services.sign_in import SignInGuard, Throttle, check_password, dummy_hash, hash_password, needs_rehash
 from bot.services.tickets import TicketBook, add_event, as_utc, iso
 from bot.store.models import (
@@ -727,7 +728,7 @@ def _history(session: Session, ticket: Ticket) -> dict:
         conditions.append(Ticket.customer_id == ticket.customer_id)
     phone = ticket.phone or (ticket.customer.phone if ticket.customer else None)
     if phone:
-        conditions.append(Ticket.phone == phone)
+        conditions.append(Ticket.phone.in_(phones.equivalent_forms(phone)))
     conditions.append(Ticket.conversation_id == ticket.conversation_id)
     others = list(session.execute(
         select(Ticket).where(or_(*conditions), Ticket.id != ticket.id).order_by(Ticket.id.desc()).limit(20)

@@ -7,9 +7,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import yaml
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, selectinload
 
+from bot.nlu import phones
 from bot.store.models import ChannelIdentity, Customer, Product, Purchase, Ticket, TicketEvent, TicketCounter, Visit, Attachment
 
 
@@ -38,7 +39,9 @@ class Records:
         self.session = session
 
     def customer_by_phone(self, phone: str) -> Customer | None:
-        return self.session.execute(select(Customer).where(Customer.phone == phone)).scalar_one_or_none()
+        forms = phones.equivalent_forms(phone)
+        return self.session.execute(select(Customer).where(Customer.phone.in_(forms))
+                                    .order_by(Customer.id)).scalars().first()
 
     def customer_for(self, *, phone: str, name: str | None, language: str, channel: str, sender_id: str) -> Customer:
         customer = self.customer_by_phone(phone)
@@ -61,14 +64,15 @@ class Records:
         ).scalar_one_or_none()
 
     def purchases_of(self, phone: str, category: str | None = None) -> list[Purchase]:
-        stmt = (select(Purchase).join(Customer).join(Product).where(Customer.phone == phone)
+        stmt = (select(Purchase).join(Customer).join(Product).where(Customer.phone.in_(phones.equivalent_forms(phone)))
                 .options(selectinload(Purchase.product)).order_by(Purchase.purchase_date.desc()))
         if category:
             stmt = stmt.where(Product.category == category)
         return list(self.session.execute(stmt).scalars())
 
     def product_by_model(self, model: str) -> Product | None:
-        return self.session.execute(select(Product).where(Product.model == model.upper())).scalar_one_or_none()
+        return self.session.execute(select(Product).where(func.upper(Product.model) == model.upper())
+                                    .order_by(Product.id)).scalars().first()
 
 
 def load_seed(session: Session, seed_file: Path, today: date, *, reset: bool = False) -> dict:

@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, selectinload
 
+from bot.nlu import phones
 from bot.store.models import (
     OPEN_STATUSES,
     STEPS,
@@ -289,7 +290,7 @@ class TicketBook:
         if conversation_id and ticket.conversation_id == conversation_id:
             return True
         ticket_phone = ticket.phone or (ticket.customer.phone if ticket.customer else None)
-        if phone and ticket_phone and phone == ticket_phone:
+        if phones.same_number(phone, ticket_phone):
             return True
         return False
 
@@ -297,7 +298,7 @@ class TicketBook:
         """Status lookup by phone needs a second fact: an order number or the ticket number."""
         if not (order_id or number):
             raise TicketError("second_fact_required")
-        stmt = select(Ticket).where(Ticket.phone == phone)
+        stmt = select(Ticket).where(Ticket.phone.in_(phones.equivalent_forms(phone)))
         if number:
             stmt = stmt.where(Ticket.number == number.upper())
         if order_id:

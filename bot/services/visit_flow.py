@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, time, timedelta
 
+from bot.nlu import phones
 from bot.services.conversation import Button, Message, Reply, Turn
 from bot.services.records import Records
 from bot.services.tickets import TicketBook, as_utc
@@ -332,9 +333,9 @@ class VisitSteps:
         """The ticket whose visit is to change: this conversation's own, or one proved with the phone plus the
         ticket or order number (Assistant.prove_tickets). None, with `state["_ask"]` set, otherwise."""
         number = turn.entity("ticket_number")
-        phone = turn.entity("phone")
+        phone = phones.normalize(turn.entity("phone"))
         if phone:
-            state["phone"] = phone[-11:]
+            state["phone"] = phone
         if number:
             state["number"] = number.upper()
         candidate = state.get("number") or state.get("last_ticket")

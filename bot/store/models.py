@@ -479,3 +479,20 @@ class WeChatHeld(Base):
     messages = Column(JSON, nullable=False)  # [{"text": ..., "buttons": [...]}]
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
     sent_at = Column(DateTime(timezone=True))
+
+
+class NluChoice(Base):
+    """A clarification the customer answered (issue 15): the message the classifier was unsure of, the buttons
+    offered and the one pressed. A labelled example for the desk to review (`python -m bot nlu review`)."""
+
+    __tablename__ = "nlu_choices"
+    id = Column(Integer, primary_key=True)
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow, index=True)
+    conversation_id = Column(String(128), nullable=False, index=True)
+    channel = Column(String(32), nullable=False)
+    language = Column(String(8), nullable=False)
+    text = Column(Text, nullable=False)
+    predicted = Column(String(64))  # the classifier's top intent (nlu_fallback when none)
+    confidence = Column(Float, nullable=False, default=0.0)
+    offered = Column(JSON, nullable=False)  # the intents offered as buttons, likeliest first
+    chosen = Column(String(64), nullable=False)  # an intent name, or "something_else"
