@@ -284,3 +284,24 @@ def test_ten_wrong_passwords_then_the_right_one_is_refused_with_429(stack):
     engine.dispose()
     status, body, _ = login("right-password-1")
     assert status == 200 and body["agent"]["name"] == "gatekeeper"
+
+
+# ---------------------------------------------------------------------------------------------- the console's API
+def test_schemathesis_finds_no_5xx_in_the_console_api(stack, tmp_path):
+    """A short run of scripts/fuzz_console.py (`make fuzz-console` runs 100 examples an operation)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fuzz_console", ROOT / "scripts" / "fuzz_console.py")
+    fuzz_console = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fuzz_console)
+    if not fuzz_console.SCHEMATHESIS.exists():
+        if os.environ.get("CI"):
+            pytest.fail("no .venv-tools/bin/schemathesis: `make tools`")
+        pytest.skip("no .venv-tools/bin/schemathesis: `make tools` installs it")
+    run = fuzz_console.fuzz(stack, fuzz_console.prepare(stack), max_examples=5, report_dir=tmp_path)
+    assert run.returncode == 0 and "No issues found" in run.stdout, run.stdout[-4000:]
+    assert re.search(r"(\d+) generated, \1 passed", run.stdout), run.stdout[-2000:]
+    engine = create_engine(stack.db_url, future=True)
+    with engine.begin() as conn:  # its failed sign-ins count against 127.0.0.1: clear them for whatever runs next
+        conn.execute(text("delete from sign_in_failures"))
+    engine.dispose()
