@@ -14,7 +14,8 @@ import traceback
 
 _CJK = "\u4e00-\u9fff"
 # Most specific first: an ID-card number contains digits a phone pattern could take for a number.
-_ID_CARD = r"(?<![0-9A-Za-z])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[0-9Xx](?![0-9A-Za-z])"
+_ID_CARD = (r"(?<![0-9A-Za-z])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[0-9Xx]"
+            r"(?![0-9A-Za-z])")
 _EMAIL = r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,8}"
 # Mainland mobiles (optionally +86, with spaces or dashes as people type them) and landlines with an area code.
 _MOBILE = r"(?<![0-9])(?:(?:\+|00)?86[ -]?)?1[3-9]\d(?:[ -]?\d){8}(?![0-9])"
@@ -26,7 +27,8 @@ _ZH_PLACE = (rf"(?:[{_CJK}]{{2,8}}(?:省|自治区))?[{_CJK}]{{2,8}}市[{_CJK}]{
              rf"(?:[{_CJK}0-9]{{0,20}}(?:镇|乡|街道|小区|花园|苑|公寓|大厦|村|院|号楼|栋|单元|室))?")
 _EN_ADDRESS = (r"(?:\b(?:Room|Rm|Flat|Apt|Apartment|Unit|Suite)\.?\s*[0-9A-Za-z-]{1,8},?\s*)?"
                r"\b\d{1,5}[A-Za-z]?\s+(?:[A-Z][A-Za-z'-]{0,30}\s+){1,4}"
-               r"(?:Road|Rd|Street|St|Avenue|Ave|Lane|Ln|Boulevard|Blvd|Drive|Dr|Way|Court|Ct|Place|Pl|Highway|Hwy)\b\.?"
+               r"(?:Road|Rd|Street|St|Avenue|Ave|Lane|Ln|Boulevard|Blvd|Drive|Dr|Way|Court|Ct|Place|Pl|Highway|Hwy)"
+               r"\b\.?"
                r"(?:,\s*[A-Z][A-Za-z' -]{1,30}\s(?:District|County|City))?")
 
 PATTERNS: tuple[tuple[str, re.Pattern], ...] = (

@@ -197,6 +197,7 @@ def test_purge_deletes_transcripts_and_attachments_of_cases_closed_long_ago(env,
     assert senders == ["purge-open", "purge-recent"]
     engine = make_engine(env["BOT_DATABASE_URL"])
     with engine.connect() as conn:  # the case itself stays, for the figures
-        assert conn.execute(sa.text("select status from tickets where number = :n"), {"n": old}).scalar_one() == "closed"
+        status = conn.execute(sa.text("select status from tickets where number = :n"), {"n": old}).scalar_one()
+    assert status == "closed"
     engine.dispose()
     assert run_cli(env, "privacy", "purge", "--older-than", "0").returncode == 1

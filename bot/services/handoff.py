@@ -65,9 +65,9 @@ class SignInThrottled(HandoffError):
         self.throttle = throttle
 
 
-HTTP_STATUS = {"bad_credentials": 401, "throttled": 429, "forbidden": 403, "not_found": 404, "not_waiting": 409, "not_claimed": 409,
-               "finished": 409, "bad_name": 400, "weak_password": 400, "name_taken": 409, "bad_role": 400,
-               "empty_text": 400}
+HTTP_STATUS = {"bad_credentials": 401, "throttled": 429, "forbidden": 403, "not_found": 404, "not_waiting": 409,
+               "not_claimed": 409, "finished": 409, "bad_name": 400, "weak_password": 400, "name_taken": 409,
+               "bad_role": 400, "empty_text": 400}
 
 
 # ---------------------------------------------------------------------------------------------- the desk's rules
