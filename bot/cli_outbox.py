@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import signal
-import sys
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -25,13 +24,9 @@ log = logging.getLogger(__name__)
 
 
 def _now(args, settings: Settings) -> datetime:
-    if not getattr(args, "now", None):
-        return datetime.now(timezone.utc)
-    try:
-        at = datetime.fromisoformat(args.now)
-    except ValueError as exc:
-        raise SystemExit(f"--now must be an ISO date-time like 2026-11-23T09:00+08:00, got {args.now!r}") from exc
-    return at if at.tzinfo else at.replace(tzinfo=settings.timezone)
+    from bot.cli_visits import moment
+
+    return moment(getattr(args, "now", None), settings, "--now")
 
 
 @contextmanager

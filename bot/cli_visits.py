@@ -48,14 +48,19 @@ def _local(iso_text: str | None, settings: Settings) -> str:
     return datetime.fromisoformat(iso_text).astimezone(settings.timezone).strftime("%Y-%m-%d %H:%M")
 
 
-def _at(args, settings: Settings) -> datetime:
-    if not getattr(args, "at", None):
+def moment(raw: str | None, settings: Settings, option: str = "--at") -> datetime:
+    """A command's moment option (ISO date-time; without an offset, desk time), or now when not given."""
+    if not raw:
         return datetime.now(settings.timezone)
     try:
-        at = datetime.fromisoformat(args.at)
+        at = datetime.fromisoformat(raw)
     except ValueError as exc:
-        raise SystemExit(f"--at must be an ISO date-time like 2026-11-23T09:00+08:00, got {args.at!r}") from exc
+        raise SystemExit(f"{option} must be an ISO date-time like 2026-11-23T09:00+08:00, got {raw!r}") from exc
     return at if at.tzinfo else at.replace(tzinfo=settings.timezone)
+
+
+def _at(args, settings: Settings) -> datetime:
+    return moment(getattr(args, "at", None), settings)
 
 
 def cmd_visits_list(args) -> int:

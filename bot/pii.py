@@ -14,11 +14,14 @@ import traceback
 
 _CJK = "\u4e00-\u9fff"
 # Most specific first: an ID-card number contains digits a phone pattern could take for a number.
-_ID_CARD = r"(?<![0-9A-Za-z])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[0-9Xx](?![0-9A-Za-z])"
+_ID_CARD = (r"(?<![0-9A-Za-z])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[0-9Xx]"
+            r"(?![0-9A-Za-z])")
 _EMAIL = r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){1,8}"
 # Mainland mobiles (optionally +86, with spaces or dashes as people type them) and landlines with an area code.
 _MOBILE = r"(?<![0-9])(?:(?:\+|00)?86[ -]?)?1[3-9]\d(?:[ -]?\d){8}(?![0-9])"
-_LANDLINE = r"(?<![0-9])0\d{2,3}-\d{7,8}(?![0-9])"
+_LANDLINE = r"(?<![0-9A-Za-z])0\d{2,3}[ -]?\d{3,4}[ -]?\d{4}(?![0-9])"
+# Numbers written internationally (+852 9123 4567, +44 20 7946 0958, E.164 as the bot stores them: issue 15).
+_INTERNATIONAL = r"(?<![0-9A-Za-z])(?:\+|00)[1-9]\d{0,3}(?:[ -]?\d){6,13}(?![0-9])"
 # Chinese street addresses: the place names before a road, the road and its number, and the building and room after.
 _ZH_ADDRESS = (rf"[{_CJK}0-9]{{0,24}}(?:路|街|大道|道|巷|弄|胡同|里)\s?\d{{1,5}}\s?号"
                rf"(?:[{_CJK}0-9A-Za-z#-]{{0,30}})")
@@ -26,7 +29,8 @@ _ZH_PLACE = (rf"(?:[{_CJK}]{{2,8}}(?:省|自治区))?[{_CJK}]{{2,8}}市[{_CJK}]{
              rf"(?:[{_CJK}0-9]{{0,20}}(?:镇|乡|街道|小区|花园|苑|公寓|大厦|村|院|号楼|栋|单元|室))?")
 _EN_ADDRESS = (r"(?:\b(?:Room|Rm|Flat|Apt|Apartment|Unit|Suite)\.?\s*[0-9A-Za-z-]{1,8},?\s*)?"
                r"\b\d{1,5}[A-Za-z]?\s+(?:[A-Z][A-Za-z'-]{0,30}\s+){1,4}"
-               r"(?:Road|Rd|Street|St|Avenue|Ave|Lane|Ln|Boulevard|Blvd|Drive|Dr|Way|Court|Ct|Place|Pl|Highway|Hwy)\b\.?"
+               r"(?:Road|Rd|Street|St|Avenue|Ave|Lane|Ln|Boulevard|Blvd|Drive|Dr|Way|Court|Ct|Place|Pl|Highway|Hwy)"
+               r"\b\.?"
                r"(?:,\s*[A-Z][A-Za-z' -]{1,30}\s(?:District|County|City))?")
 
 PATTERNS: tuple[tuple[str, re.Pattern], ...] = (
@@ -34,6 +38,7 @@ PATTERNS: tuple[tuple[str, re.Pattern], ...] = (
     ("email", re.compile(_EMAIL)),
     ("phone", re.compile(_MOBILE)),
     ("phone", re.compile(_LANDLINE)),
+    ("phone", re.compile(_INTERNATIONAL)),
     ("address", re.compile(_ZH_ADDRESS)),
     ("address", re.compile(_ZH_PLACE)),
     ("address", re.compile(_EN_ADDRESS)),

@@ -37,4 +37,7 @@ if [ ! -x .venv-tools/bin/pip-audit ]; then
   echo "no .venv-tools: the audit needs \`make tools\` (make test does it)" >&2
   exit 1
 fi
-"$VENV/bin/python" scripts/audit.py
+# Here (make test) advisory data that cannot be read is a loud warning, not a failure: this project's CI machines
+# reach PyPI's package index but not its per-release JSON (404), so pip-audit sees nothing there. An advisory it does
+# see that docs/SECURITY.md does not justify still fails. `make audit` is strict: unreadable data fails it.
+BOT_AUDIT_UNREACHABLE="${BOT_AUDIT_UNREACHABLE:-warn}" "$VENV/bin/python" scripts/audit.py

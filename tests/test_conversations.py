@@ -60,7 +60,7 @@ def test_chinese_complaint_over_rest_runs_six_steps_and_leaves_a_ticket(stack):
     assert all(ticket["steps"][s] for s in STEPS), ticket["steps"]
     assert [ticket["steps"][s] for s in STEPS] == sorted(ticket["steps"][s] for s in STEPS)
     assert ticket["facts"]["product"] == "fridge" and ticket["facts"]["order_id"] == "JD240512345678"
-    assert ticket["customer"]["phone"] == "13812345678"
+    assert ticket["customer"]["phone"] == "+8613812345678"  # the phone given, stored in E.164 (issue 15)
     assert ticket["remedy"]["accepted"] and ticket["remedy"]["clause"]
     assert ticket["follow_up_due"] and ticket["channel"] == "rest" and ticket["language"] == "zh"
 

@@ -26,6 +26,14 @@ NOW = datetime.now(timezone.utc)
     ("我的电话是13812345678，谢谢", "13812345678"),
     ("call me on +86 138-1234-5678 please", "1234-5678"),
     ("座机 010-12345678", "12345678"),
+    # the formats the bot reads and stores since issue 15 (phonenumbers, E.164)
+    ("stored +8613812345678", "13812345678"),
+    ("座机 021-6438 1234", "6438 1234"),
+    ("座机02164381234", "64381234"),
+    ("HK +852 9123 4567", "9123 4567"),
+    ("UK +44 20 7946 0958", "7946 0958"),
+    ("E.164 +442079460958", "2079460958"),
+    ("台湾 +886 2 2345 6789", "2345 6789"),
     ("身份证110101199003071234", "110101199003071234"),
     ("mail wang.fang@example.com now", "wang.fang@example.com"),
     ("邮箱wang@example.cn", "wang@example.cn"),
@@ -197,6 +205,7 @@ def test_purge_deletes_transcripts_and_attachments_of_cases_closed_long_ago(env,
     assert senders == ["purge-open", "purge-recent"]
     engine = make_engine(env["BOT_DATABASE_URL"])
     with engine.connect() as conn:  # the case itself stays, for the figures
-        assert conn.execute(sa.text("select status from tickets where number = :n"), {"n": old}).scalar_one() == "closed"
+        status = conn.execute(sa.text("select status from tickets where number = :n"), {"n": old}).scalar_one()
+    assert status == "closed"
     engine.dispose()
     assert run_cli(env, "privacy", "purge", "--older-than", "0").returncode == 1

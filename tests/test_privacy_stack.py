@@ -48,13 +48,14 @@ def test_a_full_complaint_leaves_no_phone_or_address_in_the_logs_and_can_be_eras
     for line in lines + [f"我的电话是{PHONE}，有事打我电话"]:
         assert stack.send(sender, line), line
     ticket = stack.ticket_of(sender)
-    assert ticket["customer"]["phone"] == PHONE and ticket["facts"]["address"] == ADDRESS  # the data did flow
+    # the data did flow (the phone typed is stored in E.164, issue 15)
+    assert ticket["customer"]["phone"] == "+86" + PHONE and ticket["facts"]["address"] == ADDRESS
 
     logs = {name: (stack.tmp / name).read_text(encoding="utf-8", errors="replace")
             for name in ("rasa.log", "actions.log")}
     assert "DEBUG" in logs["rasa.log"] and "[phone" in logs["rasa.log"]  # verbose, and masked rather than silent
     for name, text in logs.items():
-        for secret in (PHONE, "望京西路", "1单元502", "138-1234-5678"):
+        for secret in (PHONE, "望京西路", "1单元502", "138-1234-5678", "+86" + PHONE):
             assert secret not in text, (name, secret)
 
     conversation = conversation_id("rest", sender)

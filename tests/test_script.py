@@ -140,7 +140,7 @@ def test_chinese_complaint_goes_through_all_six_steps(tools):
     assert ticket["facts"]["order_id"] == "JD240512345678"
     assert ticket["facts"]["purchase_date"] == (TODAY - timedelta(days=5)).isoformat()
     assert ticket["facts"]["address"].startswith("北京市朝阳区")
-    assert ticket["customer"] == {"name": "王芳", "phone": "13812345678"}
+    assert ticket["customer"] == {"name": "王芳", "phone": "+8613812345678"}  # the phone given, in E.164 (issue 15)
     assert ticket["remedy"]["proposed"] == "exchange" and ticket["remedy"]["accepted"] == "exchange"
     assert ticket["remedy"]["clause"].startswith("3B-")
     assert ticket["handoff_requested"] and ticket["handoff_reason"] == "anger"

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
-from bot.services.handoff import AgentAccounts, HandoffError, SignInThrottled, case_card, holds, masked_card
+from bot.services.handoff import (AgentAccounts, HandoffError, SignInThrottled, case_card, holds, masked_card,
+                                  sign_in_in_steps)
 from bot.services.sign_in import MAX_FAILURES, SignInGuard, check_password, needs_rehash
 from bot.store.models import SignInFailure
 from tests.conftest import NOW
@@ -42,6 +45,26 @@ def test_an_old_scrypt_hash_still_signs_in_and_is_replaced_by_argon2id(uow_facto
         stored = AgentAccounts(uow.session).get("legacy").password_hash
         assert stored.startswith("$argon2id$") and not needs_rehash(stored)
         assert AgentAccounts(uow.session).sign_in("legacy", "old-password-1", NOW).agent.name == "legacy"
+
+
+def test_the_consoles_sign_in_in_steps_counts_failures_and_upgrades_old_hashes(uow_factory):
+    with uow_factory() as uow:
+        make_agent(uow, "steps").password_hash = scrypt_hash("old-password-1")
+        uow.commit()
+    with pytest.raises(HandoffError) as err:
+        sign_in_in_steps(uow_factory, "steps", "wrong", NOW, address="10.1.1.1")
+    assert err.value.code == "bad_credentials"
+    signed = sign_in_in_steps(uow_factory, "steps", "old-password-1", NOW, address="10.1.1.1")
+    assert signed["agent"]["name"] == "steps" and signed["token"] and signed["expires_at"]
+    with uow_factory() as uow:
+        assert AgentAccounts(uow.session).get("steps").password_hash.startswith("$argon2id$")
+        assert uow.session.query(SignInFailure).count() == 1
+        assert AgentAccounts(uow.session).authenticate(signed["token"], NOW).name == "steps"
+    for i in range(MAX_FAILURES - 1):
+        with pytest.raises(HandoffError):
+            sign_in_in_steps(uow_factory, "steps", f"wrong-{i}", NOW, address="10.1.1.1")
+    with pytest.raises(SignInThrottled):
+        sign_in_in_steps(uow_factory, "steps", "old-password-1", NOW, address="10.1.1.2")
 
 
 def _fail(uow_factory, name: str, address: str, times: int, at=NOW) -> None:
@@ -130,3 +153,94 @@ def test_an_agent_who_does_not_hold_the_case_sees_no_phone_or_address(uow_factor
         assert shown["customer"]["phone"] == "*********78" and shown["facts"]["address"] == "[address]"
         assert shown["customer"]["name"] == "王芳" and shown["masked"] is True
         assert card["customer"]["phone"] == "13812345678"  # the holder's card is untouched
+
+
+def crowd_at_the_door(folder: str) -> dict:
+    """Run in a child process by the test below (a Sanic server rewrites Sanic's request handling in place, so two
+    in one process clash): the real login route on a Sanic server with a real SQLite database, each password check
+    made slow; six sign-ins at once, then ten."""
+    import asyncio
+    import socket
+    import threading
+    import time
+
+    import aiohttp
+    from sanic import Sanic
+
+    import bot.services.handoff as handoff_module
+    from bot.channels import agent_console
+    from bot.settings import load_settings
+    from bot.store.db import UnitOfWork, make_engine, session_factory, upgrade
+
+    tmp_path = Path(folder)
+    settings = load_settings({"BOT_VAR_DIR": str(tmp_path), "BOT_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}"})
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    with UnitOfWork(session_factory(engine)) as uow:
+        AgentAccounts(uow.session).create("crowd", password="crowd-password")
+        uow.commit()
+    engine.dispose()
+
+    running, most = 0, 0
+    lock = threading.Lock()
+    real_check = handoff_module.check_password
+
+    def slow_check(password, stored):
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.2)
+        try:
+            return real_check(password, stored)
+        finally:
+            with lock:
+                running -= 1
+
+    handoff_module.check_password = slow_check
+    agent_console.HASHING_QUEUE = 6
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        channel = agent_console.AgentConsoleInput(agent_console.ConsoleBackend(settings))
+        app = Sanic("console_crowd", configure_logging=False)
+
+        async def on_new_message(_message):
+            return None
+
+        app.blueprint(channel.blueprint(on_new_message), url_prefix="/webhooks/agent")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = await app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True)
+        await server.startup()
+        try:
+            async with aiohttp.ClientSession() as http:
+                async def login() -> int:
+                    async with http.post(f"http://127.0.0.1:{port}/webhooks/agent/api/login",
+                                         json={"name": "crowd", "password": "crowd-password"}) as resp:
+                        return resp.status
+
+                six = list(await asyncio.gather(*(login() for _ in range(6))))
+                ten = list(await asyncio.gather(*(login() for _ in range(10))))
+                return six, ten
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    six, ten = asyncio.run(scenario())
+    return {"six": six, "ten": ten, "most": most}
+
+
+def test_the_console_checks_at_most_two_passwords_at_once_and_turns_away_a_crowd(tmp_path):
+    import subprocess
+    import sys
+
+    from bot.settings import ROOT
+
+    code = ("import json; from tests.test_sign_in import crowd_at_the_door; "
+            f"print(json.dumps(crowd_at_the_door({str(tmp_path)!r})))")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["six"] == [200] * 6 and result["most"] == 2  # six sign-ins at once, never more than two hashing
+    assert result["ten"].count(200) == 6 and result["ten"].count(503) == 4  # past six waiting: "busy", no hashing

@@ -379,22 +379,15 @@ class AgentConsoleInput(InputChannel):
         @bp.route("/api/login", methods=["POST"])
         @guarded
         async def login(request: Request) -> HTTPResponse:
-            from bot.services.handoff import SignInThrottled, agent_json
+            from bot.services.handoff import SignInThrottled, sign_in_in_steps
 
             data = body_of(request)
             name, password = str(data.get("name") or "")[:200], str(data.get("password") or "")[:1024]
             address = client_address(request)
 
             def work():
-                with backend().uow() as uow:
-                    try:
-                        signed = backend().accounts(uow.session).sign_in(name, password, utcnow(), address=address)
-                    except HandoffError:
-                        uow.commit()  # the failure is counted even though the sign-in is refused
-                        raise
-                    uow.commit()
-                    return {"token": signed.token, "expires_at": signed.expires_at.isoformat(),
-                            "agent": agent_json(signed.agent)}
+                return sign_in_in_steps(backend().uow, name, password, utcnow(), address=address,
+                                        idle_hours=backend().desk_config.session_idle_hours)
 
             if self._hashing_waiting >= HASHING_QUEUE:
                 return error(503, "busy", "too many sign-ins at once; try again in a few seconds")

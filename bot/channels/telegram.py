@@ -505,25 +505,14 @@ class TelegramInput(InputChannel):
 
     def _save(self, *, chat_id: int, data: bytes, mime_type: str | None, filename: str | None,
               language: str) -> str:
-        from bot.services.attachments import discard_file, save_attachment
-        from bot.services.tickets import SLA, TicketBook
+        from bot.services.attachments import store_attachment
         from bot.store.db import UnitOfWork
 
         settings, sessions = self._stores()
         with UnitOfWork(sessions) as uow:
-            book = TicketBook(uow.session, settings.timezone,
-                              SLA(settings.first_response_hours, settings.resolution_hours))
-            number, attachment = save_attachment(
-                uow, conversation_id=conversation_id("telegram", chat_id), channel=self.name(), data=data,
-                mime_type=mime_type,
-                filename=filename, language=language, now=datetime.now(timezone.utc),
-                var_dir=self._var_dir or settings.var_dir, book=book)
-            try:
-                uow.commit()
-            except Exception:
-                discard_file(attachment.path)
-                raise
-        return number
+            return store_attachment(uow, settings, conversation_id=conversation_id("telegram", chat_id), channel=self.name(), data=data,
+                                    mime_type=mime_type, filename=filename, language=language,
+                                    now=datetime.now(timezone.utc), var_dir=self._var_dir)
 
     async def _attachment(self, message: Message, chat_id: int, user: User | None, request: Request | None) -> None:
         from bot.services.attachments import ALLOWED_TYPES, MAX_BYTES, AttachmentError, normalise_mime

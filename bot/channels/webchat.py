@@ -247,25 +247,14 @@ class WebChatInput(SocketIOInput):
 
     def _save_photo(self, *, session_id: str, data: bytes, mime_type: str, filename: str | None,
                     language: str) -> str:
-        from bot.services.attachments import discard_file, save_attachment
-        from bot.services.tickets import SLA, TicketBook
+        from bot.services.attachments import store_attachment
         from bot.store.db import UnitOfWork
 
         settings, sessions = self._stores()
         with UnitOfWork(sessions) as uow:
-            book = TicketBook(uow.session, settings.timezone,
-                              SLA(settings.first_response_hours, settings.resolution_hours))
-            number, attachment = save_attachment(
-                uow, conversation_id=conversation_id("webchat", session_id), channel=self.name(), data=data,
-                mime_type=mime_type,
-                filename=filename, language=language, now=datetime.now(timezone.utc),
-                var_dir=self._var_dir or settings.var_dir, book=book)
-            try:
-                uow.commit()
-            except Exception:
-                discard_file(attachment.path)
-                raise
-        return number
+            return store_attachment(uow, settings, conversation_id=conversation_id("webchat", session_id), channel=self.name(), data=data,
+                                    mime_type=mime_type, filename=filename, language=language,
+                                    now=datetime.now(timezone.utc), var_dir=self._var_dir)
 
     def _photos(self, session_id: str, language: str) -> List[Dict[str, Any]]:
         """Photos sent through the web chat in this conversation, for the history."""

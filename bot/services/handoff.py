@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -66,9 +66,9 @@ class SignInThrottled(HandoffError):
         self.throttle = throttle
 
 
-HTTP_STATUS = {"bad_credentials": 401, "throttled": 429, "forbidden": 403, "not_found": 404, "not_waiting": 409, "not_claimed": 409,
-               "finished": 409, "bad_name": 400, "weak_password": 400, "name_taken": 409, "bad_role": 400,
-               "empty_text": 400}
+HTTP_STATUS = {"bad_credentials": 401, "throttled": 429, "forbidden": 403, "not_found": 404, "not_waiting": 409,
+               "not_claimed": 409, "finished": 409, "bad_name": 400, "weak_password": 400, "name_taken": 409,
+               "bad_role": 400, "empty_text": 400}
 
 
 # ---------------------------------------------------------------------------------------------- the desk's rules
@@ -551,9 +551,10 @@ class AgentAccounts:
 
     # --- console sessions ------------------------------------------------------------------------
     def sign_in(self, name: str, password: str, now: datetime, address: str = "") -> SignIn:
-        """A new console session. Refused with `throttled` (before any hashing) once the name or the client address
-        has failed `MAX_FAILURES` times in the window, even with the right password; a failure is recorded in the
-        session: the caller commits it even though this raises `bad_credentials`."""
+        """A new console session, all in this session. Refused with `throttled` (before any hashing) once the name or
+        the client address has failed `MAX_FAILURES` times in the window, even with the right password; a failure is
+        recorded in the session: the caller commits it even though this raises `bad_credentials`. The console uses
+        `sign_in_in_steps`, which does the same without holding a transaction while it hashes."""
         guard = SignInGuard(self.session)
         throttle = guard.throttled(name, address, now)
         if throttle is not None:
@@ -562,6 +563,9 @@ class AgentAccounts:
         if agent is None:
             guard.record_failure(name, address, now)
             raise HandoffError("bad_credentials")
+        return self.open_session(agent, now)
+
+    def open_session(self, agent: Agent, now: datetime) -> SignIn:
         token = secrets.token_urlsafe(32)
         expires = now + self.idle
         self.session.add(AgentSession(token_hash=token_digest(token), agent_id=agent.id, created_at=now,
@@ -601,6 +605,37 @@ class AgentAccounts:
         return self.session.execute(
             update(AgentSession).where(AgentSession.agent_id == agent.id, AgentSession.revoked_at.is_(None))
             .values(revoked_at=now).execution_options(synchronize_session=False)).rowcount
+
+
+def sign_in_in_steps(uow_factory: Callable, name: str, password: str, now: datetime, *, address: str = "",
+                     idle_hours: float = 8.0) -> dict:
+    """`AgentAccounts.sign_in` as the console runs it, in three steps so that no transaction is open while the
+    password is checked (~0.1 s of argon2id; on SQLite a transaction holds the database's write lock, which every
+    conversation turn needs): the limit and the stored hash are read; the password is checked; the outcome (a
+    counted failure, or the session and an upgraded hash) is written. Returns {"token", "expires_at", "agent"}."""
+    with uow_factory() as uow:
+        throttle = SignInGuard(uow.session).throttled(name, address, now)
+        agent = AgentAccounts(uow.session).get(name or "")
+        stored = agent.password_hash if agent is not None and agent.active else None
+    if throttle is not None:
+        raise SignInThrottled(throttle)
+    right = check_password(password or "", stored or dummy_hash()) and stored is not None
+    upgraded = hash_password(password) if right and needs_rehash(stored) else None
+    with uow_factory() as uow:
+        if not right:
+            SignInGuard(uow.session).record_failure(name, address, now)
+            uow.commit()
+            raise HandoffError("bad_credentials")
+        accounts = AgentAccounts(uow.session, idle_hours)
+        agent = accounts.get(name)
+        if agent is None or not agent.active or agent.password_hash != stored:  # changed meanwhile: start again
+            raise HandoffError("bad_credentials")
+        if upgraded:
+            agent.password_hash = upgraded
+        signed = accounts.open_session(agent, now)
+        result = {"token": signed.token, "expires_at": signed.expires_at.isoformat(), "agent": agent_json(agent)}
+        uow.commit()
+    return result
 
 
 # ---------------------------------------------------------------------------------------------- the case card

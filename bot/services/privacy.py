@@ -25,8 +25,6 @@ from bot.services.tickets import add_event, as_utc, iso, ticket_json
 from bot.store.models import (
     OPEN_HANDOFF_STATUSES,
     OPEN_STATUSES,
-    Attachment,
-    ChannelIdentity,
     Customer,
     Handoff,
     Ticket,
