@@ -110,3 +110,13 @@ def test_an_unsure_shop_question_is_still_pointed_to_the_shop(tools):  # noqa: F
     chat = Chat(tools, "clarify-shop")
     messages = unsure(chat, "我的快递到哪了", ranking=(("out_of_scope", 0.5), ("check_status", 0.3), ("complain", 0.1)))
     assert messages[-1].text == tools.texts.get("small_out_of_scope_shop", "zh") and "clarify" not in chat.state
+
+
+def test_an_unsure_message_naming_a_ticket_goes_to_that_tickets_status(tools):  # noqa: F811
+    chat = Chat(tools, "clarify-ticket")
+    messages = unsure(chat, "工单 SV-20261122-0042 手机13812345678",
+                      ranking=(("inform", 0.4), ("check_status", 0.35), ("complain", 0.1)))
+    assert "clarify" not in chat.state and chat.state.get("flow") != "clarify"
+    assert not any(b.payload == clarify.SOMETHING_ELSE_PAYLOAD for m in messages for b in m.buttons)
+    # the status look-up answered (no such ticket here: the details don't match), not the "did you mean" buttons
+    assert [m.text for m in messages] == [tools.texts.get("status_mismatch", "zh")]

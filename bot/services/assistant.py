@@ -213,9 +213,12 @@ class Assistant(VisitSteps, PromiseSteps):
         intent = turn.intent or "nlu_fallback"
         reading = problem_lexicon.read_problem(turn.text, self.lexicon)
         shop_question = turn.intent == "out_of_scope" and SHOP_RE.search(turn.text or "")  # pointed to the shop
-        if (not reading.safety and not reading.symptoms and not shop_question and not (turn.text or "").startswith("/")
-                and clarify.should_clarify(turn.intent, turn.confidence)):
+        names_ticket = bool(turn.entity("ticket_number"))  # "查询工单 SV-...": about that ticket, nothing to guess
+        if (not reading.safety and not reading.symptoms and not shop_question and not names_ticket
+                and not (turn.text or "").startswith("/") and clarify.should_clarify(turn.intent, turn.confidence)):
             return Reply(self.fallback(turn, state), state)  # unsure: ask, with the likeliest as buttons
+        if names_ticket and intent in ("inform", "nlu_fallback", "out_of_scope"):
+            intent = "check_status"
         if reading.safety and intent not in ("check_status", "request_human"):
             intent = "complain"
         elif reading.symptoms and intent in ("inform", "nlu_fallback", "out_of_scope", "affirm", "deny", "feedback"):
