@@ -611,18 +611,26 @@ def test_the_outbox_keeps_a_wechat_customers_reminders_by_the_48_hour_rule(stack
     proc = run_once(stack, day_before.due_at.replace(tzinfo=timezone.utc))  # (other tests' rows may be due too)
     with db(stack) as session:
         assert session.get(OutboxItem, day_before.id).status == "sent", proc.stdout + proc.stderr
-    reminder = api.texts_to(openid)[sent:]
-    assert len(reminder) == 1 and engineer in reminder[0], reminder
+    # (an earlier promise of this conversation may go out with it: a call-back after a repeat complaint)
+    reminder = [t for t in api.texts_to(openid)[sent:] if engineer in t and "明天" in t]
+    assert len(reminder) == 1, api.texts_to(openid)[sent:]
 
     move_last_message_back(stack, api, openid, hours=49)
+    sent = len(api.texts_to(openid))
     proc = run_once(stack, two_hours.due_at.replace(tzinfo=timezone.utc))
-    assert api.texts_to(openid)[-1] == reminder[0], proc.stdout + proc.stderr  # nothing sent: outside the window, no template for this kind
+    assert len(api.texts_to(openid)) == sent, proc.stdout + proc.stderr  # nothing sent outside the window  # nothing sent: outside the window, no template for this kind
     with db(stack) as session:
         assert session.get(OutboxItem, two_hours.id).status == "held"
-        [held] = session.execute(select(WeChatHeld).where(WeChatHeld.openid == openid)).scalars()
-        assert held.sent_at is None and held.kind == "visit_reminder_two_hours"
+        [held] = session.execute(select(WeChatHeld).where(WeChatHeld.openid == openid,
+                                                          WeChatHeld.kind == "visit_reminder_two_hours")).scalars()
+        assert held.sent_at is None
+        waiting = len(list(session.execute(select(WeChatHeld.id).where(WeChatHeld.openid == openid,
+                                                                         WeChatHeld.sent_at.is_(None)))))
     got = say(stack, api, openid, "师傅几点到？")
-    assert engineer in got[0] and got[0] != reminder[0], got
+    # what waited comes first, before the answer: the two-hour reminder among it
+    assert any(engineer in t and "两小时" in t for t in got[:waiting]), got
+    with db(stack) as session:
+        assert session.get(WeChatHeld, held.id).sent_at is not None
 
 
 @slow
