@@ -48,6 +48,17 @@ def action_endpoint(port: int) -> str:
     return block.replace("127.0.0.1:5055", f"127.0.0.1:{port}")
 
 
+def need_model() -> None:
+    """Tests on the real stack need the trained model: without it they fail under CI and are skipped elsewhere."""
+    import pytest
+
+    if not MODEL.exists():
+        message = f"no trained model at {MODEL}: run `make train` (make test does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -31,7 +31,7 @@ from bot.settings import ROOT
 from bot.store.models import AgentSession
 from bot.texts import load_texts
 from tests.fake_bot_api import FakeBotAPI
-from tests.stack import MODEL, VENV_BIN, Stack
+from tests.stack import VENV_BIN, Stack, need_model
 
 pytestmark = pytest.mark.slow
 
@@ -55,11 +55,7 @@ def api():
 
 @pytest.fixture(scope="module")
 def stack(api, tmp_path_factory):
-    if not MODEL.exists():
-        message = f"no trained model at {MODEL}: run `make train` (make test does)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    need_model()
     tmp = tmp_path_factory.mktemp("console")
     # The demo seed, with a desk that is open around the clock: what the customer is told must not depend on the
     # hour the tests run at (the opening hours themselves are tested in tests/test_handoff.py).

@@ -5,25 +5,20 @@ what the customer sees and on what is stored.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from bot.services.conversation import conversation_id
 from bot.store.models import STEPS
-from tests.stack import MODEL, Stack, script_lines
+from tests.stack import Stack, need_model, script_lines
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    if not MODEL.exists():
-        message = f"no trained model at {MODEL}: run `make train` (make test does)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    need_model()
     stack = Stack(tmp_path_factory.mktemp("stack"))
     try:
         stack.start()

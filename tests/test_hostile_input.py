@@ -28,7 +28,7 @@ from bot.services.conversation import conversation_id
 from bot.settings import ROOT
 from bot.store.models import Attachment, Ticket, Visit
 from tests.fake_bot_api import FakeBotAPI
-from tests.stack import MODEL, Stack
+from tests.stack import Stack, need_model
 from tests.test_telegram import post, text_update
 
 pytestmark = pytest.mark.slow
@@ -75,10 +75,7 @@ def api():
 
 @pytest.fixture(scope="module")
 def stack(api, tmp_path_factory):
-    if not MODEL.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"no trained model at {MODEL}")
-        pytest.skip(f"no trained model at {MODEL}: run `make train`")
+    need_model()
     tmp = tmp_path_factory.mktemp("hostile")
     credentials = tmp / "credentials.yml"
     credentials.write_text("bot.channels.rest.RestInput:\nbot.channels.telegram.TelegramInput:\nbot.channels.webchat.WebChatInput:\n"

@@ -24,7 +24,7 @@ from bot.services.conversation import conversation_id
 from bot.settings import ROOT
 from bot.store.models import OutboxItem, Ticket, Visit
 from tests.fake_bot_api import FakeBotAPI
-from tests.stack import MODEL, Stack
+from tests.stack import Stack, need_model
 from tests.test_telegram import SECRET, TOKEN, api  # noqa: F401 - api: the loopback Bot API fixture
 
 OUTBOX_TOKEN = "outbox-test-token-0123456789"
@@ -32,14 +32,6 @@ GATE = "bot.channels.outbox_gate.OutboxGateInput:\n"
 # An order number alone never links a customer (issue 18): the phone on the order is the second fact.
 BOOKING = ["我家空调不制冷了，麻烦安排师傅上门修一下", "对", "KFR-35GW/BP3DN8Y", "订单号JD230312345670", "13812345678",
            "北京市朝阳区望京西路8号院3号楼1单元502", "后天下午"]
-
-
-def _need_model():
-    if not MODEL.exists():
-        message = f"no trained model at {MODEL}: run `make train` (make test does)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 def runner(stack: Stack, *args: str, crash: bool = False) -> subprocess.CompletedProcess:
@@ -92,7 +84,7 @@ def utc(value: datetime) -> datetime:
 # ---------------------------------------------------------------------------------------------- Telegram
 @pytest.fixture(scope="module")
 def tg_stack(api, tmp_path_factory):
-    _need_model()
+    need_model()
     tmp = tmp_path_factory.mktemp("outbox-tg")
     credentials = tmp / "credentials.yml"
     credentials.write_text("bot.channels.rest.RestInput:\nbot.channels.telegram.TelegramInput:\n" + GATE)
@@ -218,7 +210,7 @@ def web_stack(tmp_path_factory):
     missing = _browser_missing()
     if missing:
         pytest.skip(missing)
-    _need_model()
+    need_model()
     tmp = tmp_path_factory.mktemp("outbox-web")
     credentials = tmp / "credentials.yml"
     credentials.write_text("bot.channels.rest.RestInput:\nbot.channels.webchat.WebChatInput:\n  user_message_evt: user_uttered\n"

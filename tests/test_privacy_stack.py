@@ -4,7 +4,6 @@ leaves no phone number or address in any log line; then `python -m bot privacy e
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -12,7 +11,7 @@ import pytest
 
 from bot.services.conversation import conversation_id
 from bot.settings import ROOT
-from tests.stack import MODEL, Stack, script_lines
+from tests.stack import Stack, need_model, script_lines
 
 pytestmark = pytest.mark.slow
 
@@ -22,10 +21,7 @@ ADDRESS = "北京市朝阳区望京西路8号院3号楼1单元502"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    if not MODEL.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"no trained model at {MODEL}")
-        pytest.skip(f"no trained model at {MODEL}: run `make train`")
+    need_model()
     # The SQL tracker store of endpoints.yml (`make run`): transcripts in $BOT_VAR_DIR/tracker.db.
     stack = Stack(tmp_path_factory.mktemp("privacy"), extra_env={"LOG_LEVEL": "DEBUG"},
                   endpoints_extra="tracker_store:\n  type: bot.tracker_store.CachingSQLTrackerStore\n")

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from bot.services.conversation import conversation_id
 from bot.store.models import Ticket, Visit
 from bot.texts import load_texts
-from tests.stack import MODEL, Stack
+from tests.stack import Stack, need_model
 from tests.test_telegram import SECRET, TOKEN, api, deliver, new_chat, text_update, texts_of  # noqa: F401 - api: the
 # fake Bot API server fixture
 
@@ -29,8 +29,7 @@ TEXTS = load_texts()
 
 @pytest.fixture(scope="module")
 def stack(api, tmp_path_factory):
-    if not MODEL.exists():
-        pytest.skip(f"no trained model at {MODEL}")
+    need_model()
     stack = Stack(tmp_path_factory.mktemp("secstack"), extra_env={
         "TELEGRAM_TOKEN": TOKEN, "TELEGRAM_WEBHOOK_SECRET": SECRET, "TELEGRAM_API_URL": api.url,
         "BOT_ALLOWED_ORIGINS": ALLOWED})

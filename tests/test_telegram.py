@@ -46,7 +46,7 @@ from bot.store.models import STEPS, Attachment, Ticket, TicketEvent
 from bot.texts import load_texts
 from tests.conftest import NOW
 from tests.fake_bot_api import FakeBotAPI
-from tests.stack import MODEL, Stack, script_lines
+from tests.stack import Stack, need_model, script_lines
 
 TOKEN = "700000001:TEST-token_for-the-fake-api"
 SECRET = "test-secret_0123456789"
@@ -69,11 +69,7 @@ def api():
 
 @pytest.fixture(scope="module")
 def stack(api, tmp_path_factory):
-    if not MODEL.exists():
-        message = f"no trained model at {MODEL}: run `make train` (make test does)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    need_model()
     tmp = tmp_path_factory.mktemp("tgstack")
     credentials = tmp / "credentials.yml"
     credentials.write_text("bot.channels.rest.RestInput:\nbot.channels.telegram.TelegramInput:\n")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import shutil
 import time
 import urllib.error
@@ -28,7 +27,7 @@ from bot.channels import webchat
 from bot.services.conversation import conversation_id
 from bot.settings import ROOT
 from bot.store.models import STEPS, Attachment, Ticket
-from tests.stack import MODEL, Stack
+from tests.stack import Stack, need_model
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
@@ -155,11 +154,7 @@ def stack(tmp_path_factory):
     missing = _browser_missing()
     if missing:
         pytest.skip(missing)
-    if not MODEL.exists():
-        message = f"no trained model at {MODEL}: run `make train` (make test does)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    need_model()
     tmp = tmp_path_factory.mktemp("webchat")
     credentials = tmp / "credentials.yml"
     credentials.write_text("rest:\n"

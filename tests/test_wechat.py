@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
-import os
 import random
 import shutil
 import subprocess
@@ -43,7 +42,7 @@ from bot.store.models import (Attachment, Engineer, OutboxItem, Ticket, Visit, W
 from bot.texts import load_texts
 from tests.conftest import NOW
 from tests.fake_wechat_api import FakeWeChatAPI
-from tests.stack import MODEL, VENV_BIN, Stack, script_lines
+from tests.stack import VENV_BIN, Stack, need_model, script_lines
 from tests.test_outbox_channels import GATE, OUTBOX_TOKEN
 
 WX_TOKEN = "wx_test_token_2026"
@@ -404,11 +403,7 @@ def test_unconfigured_channel_answers_503_and_processes_nothing():
 # ---------------------------------------------------------------------------------------------- through the stack
 @pytest.fixture(scope="module")
 def stack(api, tmp_path_factory):
-    if not MODEL.exists():
-        message = f"no trained model at {MODEL}: run `make train` (make test does)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    need_model()
     tmp = tmp_path_factory.mktemp("wxstack")
     seed = tmp / "seed"  # the desk open around the clock, so a hand-off does not depend on the hour
     shutil.copytree(ROOT / "data" / "seed", seed)
