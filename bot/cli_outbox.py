@@ -116,10 +116,10 @@ def cmd_outbox_list(args) -> int:
         print("no promises in the outbox")
         return 0
     print(f"{'id':>6} {'kind':<26} {'ticket':<18} {'channel':<9} {'due':<17} {'status':<9} sent")
+    from bot.cli_visits import local_time
+
     for r in rows:
-        due = datetime.fromisoformat(r["due"]).astimezone(settings.timezone).strftime("%Y-%m-%d %H:%M")
-        sent = (datetime.fromisoformat(r["sent_at"]).astimezone(settings.timezone).strftime("%Y-%m-%d %H:%M")
-                if r["sent_at"] else "-")
+        due, sent = local_time(r["due"], settings), local_time(r["sent_at"], settings)
         print(f"{r['id']:>6} {r['kind']:<26} {str(r['ticket'] or '-'):<18} {r['channel']:<9} {due:<17} "
               f"{r['status']:<9} {sent}")
     return 0

@@ -42,7 +42,8 @@ def _opened():
         engine.dispose()
 
 
-def _local(iso_text: str | None, settings: Settings) -> str:
+def local_time(iso_text: str | None, settings: Settings) -> str:
+    """An ISO time as desk time, `YYYY-MM-DD HH:MM`, or "-"."""
     if not iso_text:
         return "-"
     return datetime.fromisoformat(iso_text).astimezone(settings.timezone).strftime("%Y-%m-%d %H:%M")
@@ -77,7 +78,7 @@ def cmd_visits_list(args) -> int:
     print(f"{'ticket':<18} {'engineer':<8} {'name':<16} {'start (local)':<16} {'end':<5} {'status':<9} address")
     for r in rows:
         print(f"{r['ticket'] or '-':<18} {r['engineer'] or '-':<8} {(r['engineer_name'] or {}).get('en', '-'):<16} "
-              f"{_local(r['start'], settings):<16} {_local(r['end'], settings)[-5:]:<5} {r['status']:<9} {r['address']}")
+              f"{local_time(r['start'], settings):<16} {local_time(r['end'], settings)[-5:]:<5} {r['status']:<9} {r['address']}")
     return 0
 
 
@@ -96,7 +97,7 @@ def cmd_visits_due(args) -> int:
         return 0
     print(f"{'reminder':<10} {'ticket':<18} {'engineer':<8} {'start (local)':<16} address")
     for r in due:
-        print(f"{r['reminder']:<10} {r['ticket'] or '-':<18} {r['engineer'] or '-':<8} {_local(r['start'], settings):<16} "
+        print(f"{r['reminder']:<10} {r['ticket'] or '-':<18} {r['engineer'] or '-':<8} {local_time(r['start'], settings):<16} "
               f"{r['address']}")
     return 0
 

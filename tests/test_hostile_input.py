@@ -27,15 +27,13 @@ from sqlalchemy.orm import Session
 from bot.services.conversation import conversation_id
 from bot.settings import ROOT
 from bot.store.models import Attachment, Ticket, Visit
-from tests.fake_bot_api import FakeBotAPI
 from tests.stack import Stack, need_model
-from tests.test_telegram import post, text_update
+from tests.test_telegram import TOKEN, api, post, text_update  # noqa: F401 - api: the loopback Bot API fixture
 
 pytestmark = pytest.mark.slow
 
 CORPUS = json.loads((ROOT / "tests" / "data" / "hostile_inputs.json").read_text(encoding="utf-8"))["inputs"]
 FULL = os.environ.get("BOT_HOSTILE_FULL") == "1"
-TOKEN = "700000002:TEST-token_for-hostile-input"
 SECRET = "hostile-secret_0123456789"
 TRACE = re.compile(r"Traceback \(most recent|File \"/|sqlalchemy\.|psycopg2|Exception:|Error:|rasa\.core\.|"
                    r"site-packages|KeyError|TypeError|ValueError")
@@ -66,13 +64,6 @@ def test_the_corpus_has_every_kind_and_at_least_300_inputs():
 
 
 # ---------------------------------------------------------------------------------------------- the stack
-@pytest.fixture(scope="module")
-def api():
-    fake = FakeBotAPI(TOKEN).start()
-    yield fake
-    fake.stop()
-
-
 @pytest.fixture(scope="module")
 def stack(api, tmp_path_factory):
     need_model()
