@@ -8,7 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from bot.services.assistant import Assistant, Tools
+from bot.flows.dispatcher import Script as Assistant
+from bot.flows.tools import Tools
 from bot.settings import ROOT, Settings, load_settings
 from bot.store.db import UnitOfWork, make_engine, session_factory
 from bot.texts import load_texts
@@ -37,6 +38,7 @@ def _yaml(path: Path) -> dict:
 
 
 def bootstrap(settings: Settings | None = None) -> App:
+    from bot.flows.tuning import load_tuning
     from bot.nlu.timeparse import parse_date, parse_when
     from bot.services.visits import load_roster
     from bot.services.warranty import load_policy
@@ -55,6 +57,7 @@ def bootstrap(settings: Settings | None = None) -> App:
         parse_when=parse_when,
         parse_date=parse_date,
         roster=load_roster(settings.roster_path),
+        tuning=load_tuning(settings.seed_dir / "script.yml"),  # validated at start-up, like the policy
     )
     log.info("bootstrapped: database %s, policy %s", engine.url.render_as_string(hide_password=True),
              getattr(policy, "version", "?"))

@@ -691,13 +691,13 @@ def test_roster_path_resolution():
     ("the first or the second", None), ("no", None), ("", None), ("第12个", None),
 ])
 def test_picking_an_offered_window_by_its_place(text, expected):
-    from bot.services.visit_flow import ordinal_choice
+    from bot.flows.visit import ordinal_choice
 
     assert ordinal_choice(text, 3) == expected
 
 
 def test_only_offered_places_can_be_picked():
-    from bot.services.visit_flow import ordinal_choice
+    from bot.flows.visit import ordinal_choice
 
     assert ordinal_choice("the third one", 2) is None and ordinal_choice("2", 2) == 1
 

@@ -1,6 +1,5 @@
 """The customer's answers to the bot's promises (the "promise" flow): a visit reminder's confirm / reschedule /
-cancel, the check-back and the self-check call-back ("is it fixed?"), and the satisfaction survey. Mixed into
-`Assistant` (bot/services/assistant.py).
+cancel, the check-back and the self-check call-back ("is it fixed?"), and the satisfaction survey sent later.
 
 The outbox gate (bot/channels/outbox_gate.py) opens the flow when it delivers a promise that asks something:
 `{"flow": "promise", "promise": {"kind", "ticket", ...}, "resume": <the flow that was open>}`. A message that does
@@ -8,43 +7,23 @@ not answer the promise goes back to the flow that was open, and is handled there
 """
 from __future__ import annotations
 
-import re
 
+from bot.flows.base import Flow
+from bot.flows.context import TurnContext
+from bot.flows.words import RATING_RE, NEW_REQUESTS, SKIP_RE
 from bot.services.conversation import Button, Message, Reply, Turn
 from bot.services.outbox import cancel_pending
-from bot.services.promises import (
-    Promises,
-    default_config,
-    close_well,
-    low_satisfaction,
-    reopen_ticket,
-    resolve_ticket,
-    survey_question,
-)
+from bot.services.promises import Promises, close_well, default_config, low_satisfaction, reopen_ticket, resolve_ticket, survey_question
 from bot.services.tickets import add_event
-from bot.services.visit_flow import NEW_REQUESTS
 from bot.store.models import OPEN_STATUSES, TicketStatus
 
-RATING_RE = re.compile(r"(?<!\d)([1-5])\s*(分|星|stars?|/5)?(?!\d)")
-SKIP_RE = re.compile(r"^\s*(跳过|不用了|没有了?|没了|无|skip|no|nothing|none|n/?a)\s*[.。!！]?\s*$", re.IGNORECASE)
 REMINDER_KINDS = ("visit_reminder_day_before", "visit_reminder_two_hours")
 CHECK_BACK_KINDS = ("visit_check_back", "self_check_call_back")
-LOW_RATING = 2
 REPAIRS = ("free_repair", "paid_repair", "repair_at_cost", "inspection")
 
+class PromiseFlow(Flow):
 
-class PromiseSteps:
-    """Needs from the host: self.tools, self.t, self.settings, msg(), book(), desk(), handle(), proposals(),
-    proposal_message(), queue_for_person(), start_visit_change()."""
-
-    @property
-    def outbox_config(self):
-        return getattr(self.tools, "outbox", None) or default_config()
-
-    def promises(self, uow) -> Promises:
-        return Promises(uow.session, self.settings.timezone, self.outbox_config)
-
-    def promise_turn(self, turn: Turn, state: dict) -> Reply:
+    def handle(self, turn: Turn, state: dict) -> Reply:
         promise = state.get("promise") or {}
         kind = promise.get("kind")
         reply = None
@@ -59,18 +38,17 @@ class PromiseSteps:
         resume = dict(state.get("resume") or {})
         if not resume.get("last_ticket") and promise.get("ticket"):
             resume["last_ticket"] = promise["ticket"]
-        return self.handle(turn, resume)
+        return self.script.handle(turn, resume)
 
-    def _after_promise(self, state: dict, promise: dict) -> dict:
+    def after_promise(self, state: dict, promise: dict) -> dict:
         """The state once the promise is answered: the flow that was open before, if any."""
         resume = dict(state.get("resume") or {})
         resume.setdefault("last_ticket", promise.get("ticket"))
         return resume
 
-    # ------------------------------------------------------------------ visit reminders
     def reminder_answer(self, turn: Turn, state: dict, promise: dict) -> Reply | None:
         if turn.intent in ("reschedule_visit", "cancel_visit"):
-            return self.start_visit_change(turn, {"last_ticket": promise.get("ticket")}, turn.intent)
+            return self.script.visit_change.start(turn, {"last_ticket": promise.get("ticket")}, turn.intent)
         if turn.intent != "affirm":
             return None
         with self.tools.uow() as uow:
@@ -79,9 +57,8 @@ class PromiseSteps:
                 add_event(uow.session, ticket, "visit_confirmed", "customer", turn.now, visit_id=promise.get("visit_id"),
                           promise=promise.get("kind"))
                 uow.commit()
-        return Reply([self.msg("promise_visit_confirmed", turn)], self._after_promise(state, promise))
+        return Reply([self.msg("promise_visit_confirmed", turn)], self.after_promise(state, promise))
 
-    # ------------------------------------------------------------------ check-back / self-check call-back
     def check_back_answer(self, turn: Turn, state: dict, promise: dict) -> Reply | None:
         if turn.intent not in ("affirm", "deny"):
             return None
@@ -118,7 +95,7 @@ class PromiseSteps:
         if resume.get("proposals"):  # the self-check did not help: the remedies that came after it
             options = list(resume["proposals"])[int(resume.get("pidx") or 0):]
         else:
-            options = self.proposals(turn, flow_state, ticket, book)
+            options = self.script.remedies.proposals(TurnContext(turn, flow_state, ticket, book, uow))
         done = {ticket.remedy_accepted, "self_check"}
         options = [o for o in options if o["kind"] not in done]
         if ticket.remedy_accepted in REPAIRS:  # a repair that did not hold: the engineer comes back, free (返修)
@@ -126,7 +103,7 @@ class PromiseSteps:
                             "clause": {"zh": self.t.get("clause_revisit", "zh"), "en": self.t.get("clause_revisit", "en")}})
         if not options:
             messages = [self.msg("check_back_to_person", turn, number=ticket.number)]
-            messages += self.queue_for_person(ticket, book, turn, "not_fixed")
+            messages += self.script.handoff.queue_for_person(ticket, book, turn, "not_fixed")
             return Reply(messages, {"flow": "human", "ticket": ticket.number, "last_ticket": ticket.number})
         if ticket.status == TicketStatus.reopened.value:
             book.set_status(ticket, TicketStatus.in_progress.value, turn.now, note="next remedy offered")
@@ -135,9 +112,8 @@ class PromiseSteps:
         book.propose_remedy(ticket, first["kind"], first["clause_id"], first["clause"].get(turn.language, ""),
                             turn.now)
         return Reply([self.msg("check_back_not_fixed", turn, number=ticket.number),
-                      self.proposal_message(turn, first, flow_state)], flow_state)
+                      self.script.remedies.proposal_message(turn, first, flow_state)], flow_state)
 
-    # ------------------------------------------------------------------ the satisfaction survey
     def survey_answer(self, turn: Turn, state: dict, promise: dict) -> Reply | None:
         config = self.outbox_config
         ids = list(promise.get("questions") or [])
@@ -176,7 +152,7 @@ class PromiseSteps:
                       outbox_id=promise.get("outbox_id"))
             if question["kind"] == "text" and answer:
                 book.append_account(ticket, f"[survey] {answer}", turn.now)
-            low = ((question["id"] == "overall" and int(answer) <= LOW_RATING)
+            low = ((question["id"] == "overall" and int(answer) <= self.tuning.low_rating)
                    or (question["id"] == "solved" and answer is False))
             if low and not promise.get("alerted"):
                 promise["alerted"] = True
@@ -197,14 +173,14 @@ class PromiseSteps:
                 close_well(uow.session, ticket, turn.now, tz=tz, config=config)
                 out.append(self.msg("survey_done_thanks", turn))
             uow.commit()
-        return Reply(out, self._after_promise(state, promise))
-
-    def low_rating_in_chat(self, ticket, book, turn: Turn, uow) -> Message:
-        """A 1-2 at the end of a conversation: the desk is alerted and a supervisor's call-back promised."""
-        due = self.desk(book).callback_time(turn.now)
-        low_satisfaction(uow.session, ticket, turn.now, tz=self.settings.timezone, config=self.outbox_config,
-                         callback_time=due, why="low rating")
-        return self.msg("survey_low_call_back", turn, time=self.fmt_time(due, turn.language))
+        return Reply(out, self.after_promise(state, promise))
 
     def cancel_visit_promises(self, uow, visit, now, why: str) -> None:
         cancel_pending(uow.session, now=now, why=why, visit_id=visit.id)
+
+    def promises(self, uow) -> Promises:
+        return Promises(uow.session, self.settings.timezone, self.outbox_config)
+
+    @property
+    def outbox_config(self):
+        return getattr(self.tools, "outbox", None) or default_config()

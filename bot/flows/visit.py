@@ -1,16 +1,20 @@
-"""The visit part of the conversation script: offer real free windows, let the customer pick, confirm, book;
-installation requests; rescheduling and cancelling. Mixed into `Assistant` (bot/services/assistant.py)."""
+"""Visits: offer real free windows, let the customer pick, confirm, book (VisitFlow, part of the complaint script);
+rescheduling and cancelling a booked visit (VisitChangeFlow, the "visit_change" flow).
+"""
 from __future__ import annotations
 
 import re
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 
+from bot.flows.base import Flow
+from bot.flows.context import TurnContext
+from bot.flows.state import ComplaintStep
+from bot.flows.words import NEW_REQUESTS
 from bot.nlu import phones
 from bot.services.conversation import Button, Message, Reply, Turn
-from bot.services.records import Records
 from bot.services.tickets import TicketBook, as_utc
-from bot.services.visits import VisitBook, VisitError, Window, check_installable
-from bot.store.models import Ticket, TicketStatus, Visit
+from bot.services.visits import VisitBook, VisitError, Window
+from bot.store.models import Ticket, Visit
 
 WEEKDAYS = {"zh": "一二三四五六日", "en": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]}
 # Picking one of the offered windows by its place: an ordinal word anywhere ("the second one", 第二个), or a bare
@@ -34,12 +38,16 @@ def ordinal_choice(text: str, offered: int) -> int | None:
     return named[0] if len(named) == 1 else None
 
 
-VISIT_KINDS = ("free_repair", "paid_repair", "repair_at_cost", "inspection", "revisit")
-INSTALL_FACTS = ("purchase", "phone", "address", "contact_time")
-# A new request in the middle of a look-up (status, visit change) leaves the look-up and is served as such.
-NEW_REQUESTS = ("complain", "request_repair", "request_return", "request_exchange", "request_installation",
-                "reschedule_visit", "cancel_visit", "check_status", "request_human", "ask_warranty", "ask_fee",
-                "usage_help", "ask_service_center")
+def window_dict(window: Window) -> dict:
+    return {"engineer_id": window.engineer_id, "engineer_code": window.engineer_code,
+            "engineer_name": dict(window.engineer_name), "start": window.start.isoformat(),
+            "end": window.end.isoformat()}
+
+
+def window_obj(data: dict) -> Window:
+    return Window(engineer_id=data["engineer_id"], engineer_code=data["engineer_code"],
+                  engineer_name=data["engineer_name"], start=datetime.fromisoformat(data["start"]),
+                  end=datetime.fromisoformat(data["end"]))
 
 
 class _When:
@@ -49,30 +57,13 @@ class _When:
         self.start, self.end, self.excluded_weekdays, self.daily = start, end, excluded, daily
 
 
-class VisitSteps:
-    """Needs from the host: self.tools, self.t, self.settings, msg(), button(), book(), local(), yes_no()."""
-
-    def visits(self, uow) -> VisitBook:
-        return VisitBook(uow.session, self.settings.timezone, self.tools.roster)
-
+class VisitFlow(Flow):
     def window_label(self, window: dict, lang: str) -> str:
         start = datetime.fromisoformat(window["start"]).astimezone(self.settings.timezone)
         end = datetime.fromisoformat(window["end"]).astimezone(self.settings.timezone)
         if lang == "zh":
             return f"{start.month}月{start.day}日(周{WEEKDAYS['zh'][start.weekday()]}) {start:%H:%M}-{end:%H:%M}"
         return f"{WEEKDAYS['en'][start.weekday()]} {start.day} {start:%b} {start:%H:%M}-{end:%H:%M}"
-
-    @staticmethod
-    def window_dict(window: Window) -> dict:
-        return {"engineer_id": window.engineer_id, "engineer_code": window.engineer_code,
-                "engineer_name": dict(window.engineer_name), "start": window.start.isoformat(),
-                "end": window.end.isoformat()}
-
-    @staticmethod
-    def window_obj(data: dict) -> Window:
-        return Window(engineer_id=data["engineer_id"], engineer_code=data["engineer_code"],
-                      engineer_name=data["engineer_name"], start=datetime.fromisoformat(data["start"]),
-                      end=datetime.fromisoformat(data["end"]))
 
     def preferred_when(self, state: dict):
         window = state.get("contact_window")
@@ -83,10 +74,9 @@ class VisitSteps:
                      frozenset(state.get("contact_excluded", [])),
                      (time.fromisoformat(daily[0]), time.fromisoformat(daily[1])) if daily else None)
 
-    # --------------------------------------------------------------------------------- offering
-    def offer_windows(self, turn: Turn, state: dict, ticket: Ticket, book: TicketBook, uow,
-                      when=None, after_rejection: bool = False) -> list[Message]:
+    def offer_windows(self, ctx: TurnContext, when=None, after_rejection: bool = False) -> list[Message]:
         """Propose the three earliest windows that fit area, product and the customer's wish."""
+        turn, state, ticket, book, uow = ctx
         visits = self.visits(uow)
         lang = turn.language
         when = when if when is not None else self.preferred_when(state)
@@ -100,14 +90,14 @@ class VisitSteps:
             if not windows:
                 windows = visits.proposals(category=ticket.product or "", address=ticket.address or "", now=turn.now)
         except VisitError as err:
-            return self.visit_impossible(turn, state, ticket, book, err.code)
+            return self.visit_impossible(ctx, err.code)
         if not windows:
-            return self.visit_impossible(turn, state, ticket, book, "no_window")
+            return self.visit_impossible(ctx, "no_window")
         # The promise is ours to keep only where the customer left the time to us: a customer who asked for a later
         # day gets it without an apology for the wait.
         if not own_wish_kept and not visits.within_promise(windows, turn.now, self.settings.visit_promise_hours):
             out.append(self.msg("visit_promise_missed", turn, hours=self.settings.visit_promise_hours))
-        state["windows"] = [self.window_dict(w) for w in windows]
+        state["windows"] = [window_dict(w) for w in windows]
         state["step"] = "visit_pick"
         labels = [self.window_label(w, lang) for w in state["windows"]]
         buttons = [Button(label, str(i)) for i, label in enumerate(labels, 1)]
@@ -118,11 +108,12 @@ class VisitSteps:
         out.append(Message(self.t.get("visit_offer", lang) + "\n" + listing, buttons))
         return out
 
-    def visit_impossible(self, turn: Turn, state: dict, ticket: Ticket, book: TicketBook, code: str) -> list[Message]:
+    def visit_impossible(self, ctx: TurnContext, code: str) -> list[Message]:
+        turn, state, ticket, book, _ = ctx
         key = {"outside_service_area": "visit_outside_area", "no_engineer": "visit_no_engineer"}.get(code,
                                                                                                   "visit_no_window")
-        queued = self.queue_for_person(ticket, book, turn, f"visit_{code}")
-        return [self.msg(key, turn)] + queued + self.follow_up(turn, state, ticket, book, handed_off=True)
+        queued = self.script.handoff.queue_for_person(ticket, book, turn, f"visit_{code}")
+        return [self.msg(key, turn)] + queued + self.script.complaint.follow_up(ctx, handed_off=True)
 
     def chosen_window(self, turn: Turn, state: dict):
         """The window the customer picked: button label, ordinal, or a time inside one of them."""
@@ -146,7 +137,8 @@ class VisitSteps:
                 return i
         return when
 
-    def visit_pick_turn(self, turn: Turn, state: dict, ticket: Ticket, book: TicketBook, uow) -> list[Message]:
+    def visit_pick_turn(self, ctx: TurnContext) -> list[Message]:
+        turn, state, ticket, book, uow = ctx
         if turn.intent in ("deny",) and not turn.entities:
             return [self.msg("visit_ask_other_time", turn)]
         choice = self.chosen_window(turn, state)
@@ -160,7 +152,7 @@ class VisitSteps:
                              product=self.product_name(ticket.product, turn.language),
                              symptom=self.symptom_text(ticket, turn.language))]
         if choice is not None:  # a time outside the offered windows: look there
-            return self.offer_windows(turn, state, ticket, book, uow, when=choice)
+            return self.offer_windows(ctx, when=choice)
         try:
             self.tools.parse_when(turn.text or "", self.local(turn.now))
         except ValueError as err:
@@ -169,9 +161,10 @@ class VisitSteps:
             return [self.msg(key, turn), self.msg("visit_pick_again", turn)]
         return [self.msg("visit_pick_again", turn)]
 
-    def visit_confirm_turn(self, turn: Turn, state: dict, ticket: Ticket, book: TicketBook, uow) -> list[Message]:
+    def visit_confirm_turn(self, ctx: TurnContext) -> list[Message]:
+        turn, state, ticket, book, uow = ctx
         if turn.intent == "affirm":
-            window = self.window_obj(state["windows"][state["chosen"]])
+            window = window_obj(state["windows"][state["chosen"]])
             visits = self.visits(uow)
             live = visits.live_visit(ticket)
             if live is not None and not state.get("reschedule_visit_id"):
@@ -189,27 +182,27 @@ class VisitSteps:
                     uow.rollback()
                     return self.already_booked(turn, state, ticket, visits.live_visit(ticket))
                 if err.code == "slot_taken":
-                    return [self.msg("visit_taken", turn)] + self.offer_windows(turn, state, ticket, book, uow)
-                return [self.msg("visit_failed", turn)] + self.offer_windows(turn, state, ticket, book, uow)
+                    return [self.msg("visit_taken", turn)] + self.offer_windows(ctx)
+                return [self.msg("visit_failed", turn)] + self.offer_windows(ctx)
             if state.get("reschedule_visit_id") and visit.id != old.id:
-                self.cancel_visit_promises(uow, old, turn.now, "visit rescheduled")
+                self.script.promise.cancel_visit_promises(uow, old, turn.now, "visit rescheduled")
             # The booking message promises reminders the day before and two hours before: kept by the outbox.
-            self.promises(uow).visit_reminders(visit, ticket, turn.now)
+            self.script.promise.promises(uow).visit_reminders(visit, ticket, turn.now)
             state["visit"] = {"start": as_utc(visit.start).isoformat(), "end": as_utc(visit.end).isoformat(),
                               "engineer": window.engineer_name}
             if state.get("reschedule_visit_id"):
                 label = self.window_label(state["windows"][state["chosen"]], turn.language)
                 state.clear()
                 state["last_ticket"] = ticket.number
-                return self.finish_visit_change(turn, ticket, "visit_rescheduled", label)
-            return self.follow_up(turn, state, ticket, book)
+                return self.script.visit_change.finish_visit_change(turn, ticket, "visit_rescheduled", label)
+            return self.script.complaint.follow_up(ctx)
         # Anything else: they want another time.
         choice = self.chosen_window(turn, state)
         if isinstance(choice, int) and choice != state.get("chosen"):
             state["step"] = "visit_pick"
-            return self.visit_pick_turn(turn, state, ticket, book, uow)
+            return self.visit_pick_turn(ctx)
         if choice is not None and not isinstance(choice, int):
-            return self.offer_windows(turn, state, ticket, book, uow, when=choice)
+            return self.offer_windows(ctx, when=choice)
         state["step"] = "visit_pick"
         return [self.msg("visit_ask_other_time", turn)]
 
@@ -231,60 +224,28 @@ class VisitSteps:
             return problems.symptom_label(ticket.symptom, lang, self.lexicon)
         return ticket.symptom or "-"
 
-    # --------------------------------------------------------------------------------- installation
-    def start_installation(self, turn: Turn, state: dict) -> Reply:
-        with self.tools.uow() as uow:
-            book = self.book(uow)
-            ticket, _ = book.open(conversation_id=turn.conversation_id, channel=turn.channel, kind="installation",
-                                  language=turn.language, now=turn.now)
-            if ticket.status == TicketStatus.new.value:
-                book.set_status(ticket, TicketStatus.in_progress.value, turn.now, note="installation requested")
-            state = {"flow": "complaint", "ticket": ticket.number, "kind": "installation", "step": "gather",
-                     "fails": {}, "skipped": [], "rejections": 0, "max_anger": 0.0}
-            out = self.absorb(turn, state, ticket, book, uow)
-            book.stamp_step(ticket, "gather", turn.now)
-            out += [self.msg("installation_intro", turn)] + self.next_question(turn, state, ticket, book, uow)
-            uow.commit()
-        return Reply(out, state)
+    def visit_label(self, visit: Visit, lang: str) -> str:
+        return self.window_label({"start": as_utc(visit.start).isoformat(), "end": as_utc(visit.end).isoformat()}, lang)
 
-    def installation_ready(self, turn: Turn, state: dict, ticket: Ticket, book: TicketBook, uow) -> list[Message]:
-        """All installation facts gathered: the appliance must have been delivered before a visit is booked."""
-        purchase = ticket.purchase
-        if purchase is None and ticket.order_id:
-            purchase = Records(uow.session).purchase_by_order(ticket.order_id)
-        if purchase is None:
-            queued = self.queue_for_person(ticket, book, turn, "installation_no_order")
-            return [self.msg("installation_need_order", turn)] + queued + self.follow_up(turn, state, ticket, book, handed_off=True)
-        try:
-            check_installable(purchase.delivery_date, self.local(turn.now).date())
-        except VisitError:
-            book.set_status(ticket, TicketStatus.awaiting_customer.value, turn.now, note="not delivered yet")
-            state.clear()
-            state.update({"last_ticket": ticket.number})
-            return [self.msg("installation_not_delivered", turn, number=ticket.number)]
-        if not ticket.product:
-            book.record_facts(ticket, {"product": purchase.product.category}, turn.now)
-        book.stamp_step(ticket, "propose", turn.now)
-        book.propose_remedy(ticket, "installation", "INSTALL-FREE", self.t.get("clause_installation", ticket.language),
-                            turn.now)
-        book.accept_remedy(ticket, "installation", "INSTALL-FREE", turn.now)
-        return self.offer_windows(turn, state, ticket, book, uow)
+    def visits(self, uow) -> VisitBook:
+        return VisitBook(uow.session, self.settings.timezone, self.tools.roster)
 
-    # --------------------------------------------------------------------------------- reschedule / cancel
-    def start_visit_change(self, turn: Turn, state: dict, intent: str) -> Reply:
+
+class VisitChangeFlow(Flow):
+    def start(self, turn: Turn, state: dict, intent: str) -> Reply:
         state = {"flow": "visit_change", "action": intent, "last_ticket": state.get("last_ticket"), "fails": 0}
-        return self.visit_change_turn(turn, state, first=True)
+        return self.handle(turn, state, first=True)
 
-    def visit_change_turn(self, turn: Turn, state: dict, first: bool = False) -> Reply:
+    def handle(self, turn: Turn, state: dict, first: bool = False) -> Reply:
         if not first and turn.intent in ("stop", "deny") and not state.get("visit_id"):
             return Reply([self.msg("status_stopped", turn)], {"last_ticket": state.get("last_ticket")})
         if (not first and not state.get("visit_id") and turn.intent not in ("reschedule_visit", "cancel_visit")
                 and turn.intent in NEW_REQUESTS and not (turn.entity("ticket_number") or turn.entity("phone"))):
             # asked for the ticket, the customer wants something else: serve that instead
-            return self.idle_turn(turn, {"last_ticket": state["last_ticket"]} if state.get("last_ticket") else {})
+            return self.script.idle.handle(turn, {"last_ticket": state["last_ticket"]} if state.get("last_ticket") else {})
         with self.tools.uow() as uow:
             book = self.book(uow)
-            visits = self.visits(uow)
+            visits = self.script.visit.visits(uow)
             if not state.get("visit_id"):
                 ticket = self.identify_ticket(turn, state, book, uow)
                 uow.commit()  # a proof, or a failed attempt, is kept whatever is answered
@@ -295,7 +256,7 @@ class VisitSteps:
                     return Reply([self.msg("visit_none_booked", turn, number=ticket.number)],
                                  {"last_ticket": ticket.number})
                 state.update(visit_id=visit.id, ticket=ticket.number, last_ticket=ticket.number)
-                label = self.visit_label(visit, turn.language)
+                label = self.script.visit.visit_label(visit, turn.language)
                 if state["action"] == "cancel_visit":
                     state["step"] = "cancel_confirm"
                     return Reply([self.msg("visit_cancel_confirm", turn, self.yes_no(turn), time=label,
@@ -310,9 +271,9 @@ class VisitSteps:
             step = state.get("step")
             if step == "cancel_confirm":
                 if turn.intent == "affirm":
-                    label = self.visit_label(visit, turn.language)
+                    label = self.script.visit.visit_label(visit, turn.language)
                     visits.cancel(visit, turn.now, actor="customer")
-                    self.cancel_visit_promises(uow, visit, turn.now, "visit cancelled")
+                    self.script.promise.cancel_visit_promises(uow, visit, turn.now, "visit cancelled")
                     uow.commit()
                     return Reply(self.finish_visit_change(turn, ticket, "visit_cancelled", label), {"last_ticket": ticket.number})
                 return Reply([self.msg("visit_kept", turn)], {"last_ticket": ticket.number})
@@ -321,8 +282,10 @@ class VisitSteps:
                     when = self.tools.parse_when(turn.text or "", self.local(turn.now))
                 except ValueError:
                     when = None
-                flow_state = dict(state, step="visit_pick", reschedule_visit_id=visit.id)
-                out = self.offer_windows(turn, flow_state, ticket, book, uow, when=when)
+                # the complaint flow takes over at the visit pick (without this flow's own keys)
+                flow_state = {k: v for k, v in state.items() if k not in ("action", "fails")}
+                flow_state.update(step=ComplaintStep.visit_pick.value, reschedule_visit_id=visit.id)
+                out = self.script.visit.offer_windows(TurnContext(turn, flow_state, ticket, book, uow), when=when)
                 uow.commit()
                 flow_state["flow"] = "complaint" if flow_state.get("step") in ("visit_pick",) else flow_state.get("flow")
                 flow_state.setdefault("kind", ticket.kind)
@@ -341,7 +304,7 @@ class VisitSteps:
         candidate = state.get("number") or state.get("last_ticket")
         if not candidate and not state.get("phone"):
             return None
-        found, ask = self.prove_tickets(uow, book, turn, number=candidate, phone=state.get("phone"),
+        found, ask = self.script.status.prove_tickets(uow, book, turn, number=candidate, phone=state.get("phone"),
                                         order_id=None if candidate else turn.entity("order_id"))
         if found:
             return found[0]
@@ -349,9 +312,6 @@ class VisitSteps:
             state.pop("number", None)
         state["_ask"] = ask or "visit_change_need_ticket"
         return None
-
-    def visit_label(self, visit: Visit, lang: str) -> str:
-        return self.window_label({"start": as_utc(visit.start).isoformat(), "end": as_utc(visit.end).isoformat()}, lang)
 
     def finish_visit_change(self, turn: Turn, ticket: Ticket, key: str, label: str) -> list[Message]:
         return [self.msg(key, turn, number=ticket.number, time=label)]
