@@ -39,6 +39,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot.channels.agent_desk import add_desk_routes, desk_openapi_paths
+from bot.flows import after_handoff
 from bot.services.handoff import HTTP_STATUS, HandoffError
 
 log = logging.getLogger(__name__)
@@ -262,24 +263,17 @@ class AgentConsoleInput(InputChannel):
         language = tracker.get_slot("language") if tracker is not None else None
         return language if language in ("zh", "en") else (fallback if fallback in ("zh", "en") else "zh")
 
-    def _bot_back(self, lang: str, ticket: str, closed: bool) -> list[dict]:
-        """What the bot says when the conversation comes back to it: anything else, then the satisfaction question."""
-        texts = self.backend.texts
-        first = (texts.get("handoff_closed_by_agent", lang, number=ticket) if closed
-                 else texts.get("handoff_returned", lang))
-        buttons = [{"title": str(n), "payload": str(n)} for n in (5, 4, 3, 2, 1)]
-        return [{"text": first}, {"text": texts.get("survey_ask", lang), "buttons": buttons}]
-
     async def _return_to_bot(self, app, info: dict, closed: bool) -> dict:
-        """Resume Rasa (if paused), put the script on the survey, and have the bot speak."""
+        """Resume Rasa (if paused), let the script take the conversation back (the survey), and have the bot speak."""
         conversation_id = info["conversation_id"]
         _events, current = await self._tracker_events(app, conversation_id)
         lang = self._language(current, info["language"])
-        messages = self._bot_back(lang, info["ticket"], closed)
+        back = after_handoff(self.backend.texts, info["ticket"], lang, closed)  # the script says what comes next
+        messages = [m.as_dict() for m in back.messages]
         events: list[Event] = []
         if current is not None and current.is_paused():
             events.append(ConversationResumed())
-        events += [SlotSet("flow_state", {"flow": "survey", "last_ticket": info["ticket"]}), SlotSet("flow", "survey")]
+        events += [SlotSet("flow_state", back.state), SlotSet("flow", back.flow)]
         meta = {"handoff_id": info["handoff_id"], "after_handoff": "closed" if closed else "returned"}
         events += [BotUttered(m["text"], {"buttons": m.get("buttons") or []}, dict(meta)) for m in messages]
         tracker = await self._append(app, conversation_id, events)

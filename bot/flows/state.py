@@ -144,7 +144,8 @@ def load_state(slot) -> Loaded:
         return Loaded({}, problem=f"not a mapping: {type(slot).__name__}")
     state = {k: v for k, v in slot.items() if k != "v"}
     version = slot.get("v", 1)
-    keep = {"last_ticket": state["last_ticket"]} if isinstance(state.get("last_ticket"), str) else {}
+    last = state.get("last_ticket") or state.get("ticket")  # the ticket stays reachable by a status look-up
+    keep = {"last_ticket": last} if isinstance(last, str) else {}
     if version not in (1, VERSION):
         return Loaded(keep, problem=f"unknown version {version!r}")
     if not state.get("flow"):
