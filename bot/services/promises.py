@@ -1,5 +1,5 @@
 """The promises the bot makes, as outbox rows: when each is scheduled, what it says when due (zh/en), and whether it
-still holds. The customer's answers are read by the script (bot/services/assistant.py, the "promise" flow).
+still holds. The customer's answers are read by the script (bot/flows/promise.py, the "promise" flow).
 
 | kind | scheduled when | due |
 | visit_reminder_day_before / _two_hours | a visit is booked | 24 h / 2 h before the window |
