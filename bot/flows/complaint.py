@@ -208,7 +208,8 @@ class ComplaintFlow(Flow):
             book.propose_remedy(ticket, nxt["kind"], nxt["clause_id"], nxt["clause"].get(turn.language, ""), turn.now)
             return [self.msg("next_best", turn), self.script.remedies.proposal_message(turn, nxt, state)]
         if turn.intent in ONE_SHOT:
-            return self.script.answers.one_shot(turn, turn.intent, state) + [self.msg("opinion_again", turn, self.yes_no(turn, "btn_other_option"))]
+            return (self.script.answers.one_shot(turn, turn.intent, state)
+                    + [self.msg("opinion_again", turn, self.yes_no(turn, "btn_other_option"))])
         out = self.script.facts.absorb(ctx)
         return out + [self.msg("opinion_again", turn, self.yes_no(turn, "btn_other_option"))]
 

@@ -7,7 +7,16 @@ import re
 
 from bot.flows.base import Flow
 from bot.flows.context import TurnContext
-from bot.flows.words import ONE_SHOT, DIGITS_RE, ADDRESS_RE, DONT_KNOW_RE, MODEL_LEAD_RE, ANYTIME_RE, CATEGORIES, GATHER_FACTS
+from bot.flows.words import (
+    ADDRESS_RE,
+    ANYTIME_RE,
+    CATEGORIES,
+    DIGITS_RE,
+    DONT_KNOW_RE,
+    GATHER_FACTS,
+    MODEL_LEAD_RE,
+    ONE_SHOT,
+)
 from bot.nlu import phones
 from bot.nlu.extract import model_code
 from bot.services import problems as problem_lexicon

@@ -13,7 +13,15 @@ from bot.flows.context import TurnContext
 from bot.flows.words import RATING_RE, NEW_REQUESTS, SKIP_RE
 from bot.services.conversation import Button, Message, Reply, Turn
 from bot.services.outbox import cancel_pending
-from bot.services.promises import Promises, close_well, default_config, low_satisfaction, reopen_ticket, resolve_ticket, survey_question
+from bot.services.promises import (
+    Promises,
+    close_well,
+    default_config,
+    low_satisfaction,
+    reopen_ticket,
+    resolve_ticket,
+    survey_question,
+)
 from bot.services.tickets import add_event
 from bot.store.models import OPEN_STATUSES, TicketStatus
 

@@ -21,8 +21,8 @@ class RequestFlow(Flow):
                                          language=turn.language, now=now)
             if ticket.status == TicketStatus.new.value:
                 book.set_status(ticket, TicketStatus.in_progress.value, now, note="conversation started")
-            state = {"flow": "complaint", "ticket": ticket.number, "kind": kind, "step": ComplaintStep.vent.value, "vent_turns": 0,
-                     "fails": {}, "rejections": 0, "anger_high_turns": 0, "max_anger": 0.0}
+            state = {"flow": "complaint", "ticket": ticket.number, "kind": kind, "step": ComplaintStep.vent.value,
+                     "vent_turns": 0, "fails": {}, "rejections": 0, "anger_high_turns": 0, "max_anger": 0.0}
             book.stamp_step(ticket, "vent", now)
             ctx = TurnContext(turn, state, ticket, book, uow)
             out = self.script.facts.absorb(ctx)
@@ -44,8 +44,8 @@ class RequestFlow(Flow):
                                   language=turn.language, now=turn.now)
             if ticket.status == TicketStatus.new.value:
                 book.set_status(ticket, TicketStatus.in_progress.value, turn.now, note="installation requested")
-            state = {"flow": "complaint", "ticket": ticket.number, "kind": "installation", "step": ComplaintStep.gather.value,
-                     "fails": {}, "skipped": [], "rejections": 0, "max_anger": 0.0}
+            state = {"flow": "complaint", "ticket": ticket.number, "kind": "installation",
+                     "step": ComplaintStep.gather.value, "fails": {}, "skipped": [], "rejections": 0, "max_anger": 0.0}
             ctx = TurnContext(turn, state, ticket, book, uow)
             out = self.script.facts.absorb(ctx)
             book.stamp_step(ticket, "gather", turn.now)

@@ -159,6 +159,11 @@ def load_state(slot) -> Loaded:
     return Loaded(state, flow=flow, typed=typed, upgraded=version == 1)
 
 
+def keep_last_ticket(state: dict) -> dict:
+    """What a flow that ends leaves behind: the last ticket, if there is one."""
+    return {"last_ticket": state["last_ticket"]} if state.get("last_ticket") else {}
+
+
 def dump_state(state: dict | None) -> dict:
     """The slot value for a working state: the same keys, stamped with the version (an empty state stays empty)."""
     if not state:

@@ -4,6 +4,7 @@ or order number; failed proofs are counted and locked out (bot/services/ownershi
 from __future__ import annotations
 
 from bot.flows.base import Flow
+from bot.flows.state import keep_last_ticket
 from bot.flows.words import NEW_REQUESTS
 from bot.nlu import phones
 from bot.services.conversation import Message, Reply, Turn
@@ -26,7 +27,7 @@ class StatusFlow(Flow):
             state["order_id"] = order_id.upper()
         if not (number or phone or order_id) and not first:
             if turn.intent in NEW_REQUESTS and turn.intent != "check_status":
-                return self.script.idle.handle(turn, {"last_ticket": state["last_ticket"]} if state.get("last_ticket") else {})
+                return self.script.idle.handle(turn, keep_last_ticket(state))
             if turn.intent in ("deny", "stop"):
                 return Reply([self.msg("status_stopped", turn)], {k: v for k, v in state.items() if k == "last_ticket"})
             state["status_fails"] = state.get("status_fails", 0) + 1

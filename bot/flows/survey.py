@@ -28,7 +28,7 @@ class SurveyFlow(Flow):
             out = [self.msg("survey_thanks_low" if score <= self.tuning.low_rating else "survey_thanks", turn)]
             if ticket is not None:
                 book.record_satisfaction(ticket, score, turn.now)
-                if score <= self.tuning.low_rating:  # the desk is alerted, a supervisor calls back (the outbox keeps it)
+                if score <= self.tuning.low_rating:  # the desk is alerted; a supervisor calls back (the outbox)
                     out.append(self.low_rating_in_chat(ticket, book, turn, uow))
                 uow.commit()
         return Reply(out, {"last_ticket": state.get("last_ticket")})
@@ -36,6 +36,7 @@ class SurveyFlow(Flow):
     def low_rating_in_chat(self, ticket, book, turn: Turn, uow) -> Message:
         """A 1-2 at the end of a conversation: the desk is alerted and a supervisor's call-back promised."""
         due = self.desk(book).callback_time(turn.now)
-        low_satisfaction(uow.session, ticket, turn.now, tz=self.settings.timezone, config=self.script.promise.outbox_config,
+        config = self.script.promise.outbox_config
+        low_satisfaction(uow.session, ticket, turn.now, tz=self.settings.timezone, config=config,
                          callback_time=due, why="low rating")
         return self.msg("survey_low_call_back", turn, time=self.fmt_time(due, turn.language))

@@ -8,7 +8,7 @@ from datetime import datetime, time
 
 from bot.flows.base import Flow
 from bot.flows.context import TurnContext
-from bot.flows.state import ComplaintStep
+from bot.flows.state import ComplaintStep, VisitChangeStep, keep_last_ticket
 from bot.flows.words import NEW_REQUESTS
 from bot.nlu import phones
 from bot.services.conversation import Button, Message, Reply, Turn
@@ -242,7 +242,7 @@ class VisitChangeFlow(Flow):
         if (not first and not state.get("visit_id") and turn.intent not in ("reschedule_visit", "cancel_visit")
                 and turn.intent in NEW_REQUESTS and not (turn.entity("ticket_number") or turn.entity("phone"))):
             # asked for the ticket, the customer wants something else: serve that instead
-            return self.script.idle.handle(turn, {"last_ticket": state["last_ticket"]} if state.get("last_ticket") else {})
+            return self.script.idle.handle(turn, keep_last_ticket(state))
         with self.tools.uow() as uow:
             book = self.book(uow)
             visits = self.script.visit.visits(uow)
@@ -258,10 +258,10 @@ class VisitChangeFlow(Flow):
                 state.update(visit_id=visit.id, ticket=ticket.number, last_ticket=ticket.number)
                 label = self.script.visit.visit_label(visit, turn.language)
                 if state["action"] == "cancel_visit":
-                    state["step"] = "cancel_confirm"
+                    state["step"] = VisitChangeStep.cancel_confirm.value
                     return Reply([self.msg("visit_cancel_confirm", turn, self.yes_no(turn), time=label,
                                            number=ticket.number)], state)
-                state["step"] = "reschedule_when"
+                state["step"] = VisitChangeStep.reschedule_when.value
                 return Reply([self.msg("visit_reschedule_when", turn, time=label, number=ticket.number)], state)
             # Re-read from the database: the ticket must still be this conversation's, the visit that ticket's.
             ticket = self.owned(uow, state.get("ticket"), turn)
@@ -269,7 +269,7 @@ class VisitChangeFlow(Flow):
             if visit is None or visit.ticket_id != ticket.id:
                 return Reply([self.msg("visit_change_need_ticket", turn)], {})
             step = state.get("step")
-            if step == "cancel_confirm":
+            if step == VisitChangeStep.cancel_confirm.value:
                 if turn.intent == "affirm":
                     label = self.script.visit.visit_label(visit, turn.language)
                     visits.cancel(visit, turn.now, actor="customer")
@@ -277,7 +277,7 @@ class VisitChangeFlow(Flow):
                     uow.commit()
                     return Reply(self.finish_visit_change(turn, ticket, "visit_cancelled", label), {"last_ticket": ticket.number})
                 return Reply([self.msg("visit_kept", turn)], {"last_ticket": ticket.number})
-            if step == "reschedule_when":
+            if step == VisitChangeStep.reschedule_when.value:
                 try:
                     when = self.tools.parse_when(turn.text or "", self.local(turn.now))
                 except ValueError:
