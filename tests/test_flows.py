@@ -119,3 +119,19 @@ def test_after_handoff_says_the_hand_back_and_opens_the_survey(tools):
     chat = Chat(tools, "after-handoff")
     chat.state = back.state
     assert "谢谢" in joined(chat.say("5", "inform"))  # the survey flow takes the score
+
+
+def test_deciding_who_joins_and_what_comes_after_a_rejection_is_plain_logic():
+    from bot.flows.complaint import after_rejection, supervisor_reason
+
+    tuning = Tuning()
+    assert supervisor_reason({"safety": True, "max_anger": 0.9}, tuning) == "safety"
+    assert supervisor_reason({"max_anger": 0.8}, tuning) == "anger"
+    assert supervisor_reason({"max_anger": 0.7, "anger_high_turns": 2}, tuning) == "anger"
+    assert supervisor_reason({"max_anger": 0.7, "anger_high_turns": 1}, tuning) is None
+    assert supervisor_reason({"max_anger": 0.7}, Tuning(anger_escalate=0.7)) == "anger"
+    assert after_rejection(0, 0, 3, "return", tuning) == (1, 1, None)  # the next remedy
+    assert after_rejection(1, 1, 3, "exchange", tuning) == (2, 1, "rejected_twice")
+    assert after_rejection(0, 0, 3, "self_check", tuning) == (0, 1, None)  # a self-check declined is no rejection
+    assert after_rejection(0, 1, 2, "self_check", tuning) == (0, 2, "no_remedy")
+    assert after_rejection(1, 1, 3, "exchange", Tuning(rejections_before_person=3)) == (2, 2, None)

@@ -11,12 +11,38 @@ from bot.flows.base import Flow
 from bot.flows.context import TurnContext
 from bot.flows.handback import survey_ask
 from bot.flows.state import ComplaintStep
+from bot.flows.tuning import Tuning
 from bot.flows.words import ONE_SHOT, FACT_ENTITIES, STOP_RE, DONE_RE, VISIT_KINDS, VISIT_REMEDIES
 from bot.services import problems as problem_lexicon
 from bot.services.conversation import Message, Reply, Turn
 from bot.store.models import Ticket, TicketStatus
 
 
+# ---------------------------------------------------------------------- deciding (plain values in, outcomes out)
+def supervisor_reason(state: dict, tuning: Tuning) -> str | None:
+    """Why a supervisor joins before the remedy is proposed, from the script state alone: "safety" or "anger" (a
+    peak, or enough hot messages); None otherwise (a repeat complaint is checked against the records by the caller)."""
+    if state.get("safety"):
+        return "safety"
+    if (state.get("max_anger", 0) >= tuning.anger_escalate
+            or state.get("anger_high_turns", 0) >= tuning.hot_turns_to_supervisor):
+        return "anger"
+    return None
+
+
+def after_rejection(rejections: int, pidx: int, offered: int, kind: str, tuning: Tuning) -> tuple[int, int, str | None]:
+    """A remedy turned down: (rejections, index of the next remedy, why a person takes over or None). A self-check
+    declined is no rejection; after `rejections_before_person` the case goes to a person, as it does when no
+    remedy is left."""
+    if kind != "self_check":
+        rejections += 1
+    if rejections >= tuning.rejections_before_person:
+        return rejections, pidx, "rejected_twice"
+    pidx += 1
+    return rejections, pidx, "no_remedy" if pidx >= offered else None
+
+
+# ---------------------------------------------------------------------- the flow (saying, and the records)
 class ComplaintFlow(Flow):
     def handle(self, turn: Turn, state: dict) -> Reply:
         intent = turn.intent
@@ -143,15 +169,8 @@ class ComplaintFlow(Flow):
         turn, state, ticket, book, uow = ctx
         book.stamp_step(ticket, "propose", turn.now)
         out: list[Message] = []
-        # Bring in a supervisor when the customer is very angry, safety is at stake, or it is a repeat complaint.
-        reason = None
-        if state.get("safety"):
-            reason = "safety"
-        elif (state.get("max_anger", 0) >= self.tuning.anger_escalate
-              or state.get("anger_high_turns", 0) >= self.tuning.hot_turns_to_supervisor):
-            reason = "anger"
-        elif book.earlier_complaints(ticket) > 0:
-            reason = "repeat_complaint"
+        reason = supervisor_reason(state, self.tuning) or (
+            "repeat_complaint" if book.earlier_complaints(ticket) > 0 else None)
         if reason:
             out.append(self.msg("supervisor_joins", turn))
             if reason != "safety":  # safety was queued the moment it was said
@@ -195,15 +214,11 @@ class ComplaintFlow(Flow):
             return self.follow_up(ctx)
         if turn.intent == "deny" or turn.intent in ("complain",) and turn.anger >= self.tuning.anger_upset:
             book.reject_remedy(ticket, current["kind"], turn.now)
-            if current["kind"] != "self_check":
-                state["rejections"] = state.get("rejections", 0) + 1
-            if state["rejections"] >= self.tuning.rejections_before_person:
+            state["rejections"], state["pidx"], person = after_rejection(
+                state.get("rejections", 0), state.get("pidx", 0), len(proposals), current["kind"], self.tuning)
+            if person:
                 book.stamp_step(ticket, "opinion", turn.now, actor="customer")
-                return self.escalate(ctx, "rejected_twice")
-            state["pidx"] = state.get("pidx", 0) + 1
-            if state["pidx"] >= len(proposals):
-                book.stamp_step(ticket, "opinion", turn.now, actor="customer")
-                return self.escalate(ctx, "no_remedy")
+                return self.escalate(ctx, person)
             nxt = proposals[state["pidx"]]
             book.propose_remedy(ticket, nxt["kind"], nxt["clause_id"], nxt["clause"].get(turn.language, ""), turn.now)
             return [self.msg("next_best", turn), self.script.remedies.proposal_message(turn, nxt, state)]
