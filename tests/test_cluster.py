@@ -161,3 +161,64 @@ def test_an_unreachable_redis_lets_the_item_through_rather_than_lose_it():
         return await once.claim(3)
 
     assert asyncio.run(run()) == NEW
+
+
+# ---------------------------------------------------------------------------------------------- attachments
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 8 + b"\xff\xd9"
+
+
+def test_where_attachments_go_is_chosen_by_the_environment():
+    from bot.services.attachments import attachment_store
+
+    assert attachment_store({}) == "disk"
+    assert attachment_store({"BOT_PROFILE": "cluster"}) == "db"
+    assert attachment_store({"BOT_PROFILE": "cluster", "BOT_ATTACHMENTS": "disk"}) == "disk"
+    assert attachment_store({"BOT_ATTACHMENTS": "db"}) == "db"
+    with pytest.raises(SystemExit):
+        attachment_store({"BOT_ATTACHMENTS": "s3"})
+
+
+def test_an_attachment_kept_in_the_database_is_read_back_by_any_instance_and_deleted_with_its_row(
+        uow_factory, tmp_path):
+    from datetime import datetime, timezone
+
+    from sqlalchemy import func, select
+
+    from bot.services.attachments import read_attachment, save_attachment
+    from bot.services.privacy import remove_files
+    from bot.store.models import Attachment, AttachmentBlob
+
+    now = datetime(2026, 12, 4, 8, 0, tzinfo=timezone.utc)
+    with uow_factory() as uow:
+        number, attachment = save_attachment(uow, conversation_id="webchat:abc", channel="webchat", data=JPEG,
+                                             mime_type="image/jpeg", filename="fault.jpg", language="zh", now=now,
+                                             var_dir=tmp_path, store="db")
+        uow.commit()
+        path = attachment.path
+    assert path.startswith(f"db:{number}/") and path.endswith(".jpg")
+    assert not (tmp_path / "attachments").exists()  # nothing on this machine's disk
+    with uow_factory() as uow:  # another unit of work (another instance): the same bytes
+        stored = uow.session.execute(select(Attachment).where(Attachment.path == path)).scalar_one()
+        assert stored.size == len(JPEG) and stored.mime_type == "image/jpeg"
+        assert read_attachment(uow, stored) == JPEG
+        uow.session.delete(stored)
+        uow.commit()
+    with uow_factory() as uow:
+        assert uow.session.execute(select(func.count()).select_from(AttachmentBlob)).scalar_one() == 0
+    assert remove_files([path]) == 1  # the privacy commands count it as removed
+
+
+def test_an_attachment_not_committed_leaves_no_bytes_in_the_database(uow_factory, tmp_path):
+    from datetime import datetime, timezone
+
+    from sqlalchemy import func, select
+
+    from bot.services.attachments import save_attachment
+    from bot.store.models import AttachmentBlob
+
+    with uow_factory() as uow:
+        save_attachment(uow, conversation_id="telegram:1", channel="telegram", data=JPEG, mime_type="image/jpeg",
+                        filename=None, language="en", now=datetime.now(timezone.utc), var_dir=tmp_path, store="db")
+        # no commit: rolled back
+    with uow_factory() as uow:
+        assert uow.session.execute(select(func.count()).select_from(AttachmentBlob)).scalar_one() == 0
