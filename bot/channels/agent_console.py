@@ -78,6 +78,7 @@ class ConsoleBackend:
 
     def __init__(self, settings=None):
         from bot.services.handoff import load_desk
+        from bot.services.takeover import load_takeover
         from bot.services.warranty import load_policy
         from bot.settings import load_settings
         from bot.store.db import make_engine, session_factory
@@ -90,6 +91,7 @@ class ConsoleBackend:
         self.policy = load_policy(self.settings.policy_path)
         self.texts = load_texts()
         self.canned = load_canned(self.settings.seed_dir / "canned_replies.yml")
+        self.takeover = load_takeover(self.settings.seed_dir / "desk.yml")  # issue 16: the greeting setting
 
     def uow(self):
         from bot.store.db import UnitOfWork
@@ -263,12 +265,25 @@ class AgentConsoleInput(InputChannel):
         return language if language in ("zh", "en") else (fallback if fallback in ("zh", "en") else "zh")
 
     def _bot_back(self, lang: str, ticket: str, closed: bool) -> list[dict]:
-        """What the bot says when the conversation comes back to it: anything else, then the satisfaction question."""
+        """What the bot says when the conversation comes back to it: anything else? The satisfaction question comes
+        only once the customer has answered that (issue 16: one question at a time; bot/services/assistant.py)."""
         texts = self.backend.texts
         first = (texts.get("handoff_closed_by_agent", lang, number=ticket) if closed
                  else texts.get("handoff_returned", lang))
-        buttons = [{"title": str(n), "payload": str(n)} for n in (5, 4, 3, 2, 1)]
-        return [{"text": first}, {"text": texts.get("survey_ask", lang), "buttons": buttons}]
+        return [{"text": first, "buttons": [{"title": texts.get("btn_nothing_else", lang), "payload": "/deny"}],
+                 "speaker": "assistant"}]
+
+    @staticmethod
+    async def _push_presence(app, conversation_id: str, channel: str | None, status: dict) -> None:
+        """Tell the customer's widget who holds the conversation now (issue 16; other channels have no header)."""
+        channels = getattr(app.ctx, "input_channels", None) or []
+        target = next((c for c in channels if c.name() == channel), None)
+        if target is None or not hasattr(target, "push_presence"):
+            return
+        try:
+            await target.push_presence(conversation_id, status)
+        except Exception:  # noqa: BLE001 - the header catches up on the widget's next status check
+            log.exception("agent console: could not push the presence to %s", conversation_id)
 
     async def _return_to_bot(self, app, info: dict, closed: bool) -> dict:
         """Resume Rasa (if paused), put the script on the survey, and have the bot speak."""
@@ -279,12 +294,14 @@ class AgentConsoleInput(InputChannel):
         events: list[Event] = []
         if current is not None and current.is_paused():
             events.append(ConversationResumed())
-        events += [SlotSet("flow_state", {"flow": "survey", "last_ticket": info["ticket"]}), SlotSet("flow", "survey")]
+        events += [SlotSet("flow_state", {"flow": "survey", "step": "anything_else", "last_ticket": info["ticket"]}),
+                   SlotSet("flow", "survey")]
         meta = {"handoff_id": info["handoff_id"], "after_handoff": "closed" if closed else "returned"}
         events += [BotUttered(m["text"], {"buttons": m.get("buttons") or []}, dict(meta)) for m in messages]
         tracker = await self._append(app, conversation_id, events)
-        delivery = await self._deliver(app, conversation_id, tracker.get_latest_input_channel() or info["channel"],
-                                       messages)
+        channel = tracker.get_latest_input_channel() or info["channel"]
+        delivery = await self._deliver(app, conversation_id, channel, messages)
+        await self._push_presence(app, conversation_id, channel, {"state": "assistant"})
         return delivery.as_dict()
 
     # --------------------------------------------------------------------------------------- routes
@@ -512,6 +529,8 @@ class AgentConsoleInput(InputChannel):
         @bp.route("/api/conversations/<conversation_id:str>/claim", methods=["POST"])
         @guarded
         async def claim(request: Request, conversation_id: str) -> HTTPResponse:
+            from bot.services.takeover import agent_names, greeting_due
+
             conversation_id = unquote(conversation_id)
 
             def work(uow, agent, now):
@@ -519,24 +538,32 @@ class AgentConsoleInput(InputChannel):
                 desk.claim(handoff, agent, now)
                 return {"handoff_id": handoff.id, "ticket": handoff.ticket.number, "channel": handoff.channel,
                         "language": handoff.language, "agent": agent.name, "agent_display_name": agent.display_name,
-                        "claimed_at": now.isoformat()}
+                        "agent_names": agent_names(agent), "claimed_at": now.isoformat()}
 
             info = await as_agent(request, work)
-            _events, current = await self._tracker_events(request.app, conversation_id)
+            events, current = await self._tracker_events(request.app, conversation_id)
             lang = self._language(current, info["language"])
-            joined = backend().texts.get("agent_joined", lang, agent=info["agent_display_name"])
-            meta = {"agent": info["agent"], "agent_display_name": info["agent_display_name"],
-                    "handoff_id": info["handoff_id"]}
-            tracker = await self._append(request.app, conversation_id,
-                                         [ConversationPaused(), BotUttered(joined, {}, meta)])
-            delivery = await self._deliver(request.app, conversation_id,
-                                           tracker.get_latest_input_channel() or info["channel"], [{"text": joined}])
+            # Issue 16: one greeting, with the agent's name in the customer's language, or none (desk.yml).
+            name = info["agent_names"][lang]
+            joined = None
+            if greeting_due(backend().takeover, events, info["handoff_id"], info["agent"]):
+                joined = backend().texts.get("agent_joined", lang, agent=name)
+            meta = {"agent": info["agent"], "agent_display_name": name, "handoff_id": info["handoff_id"],
+                    "greeting": True}
+            tracker = await self._append(request.app, conversation_id, [ConversationPaused()]
+                                         + ([BotUttered(joined, {}, meta)] if joined else []))
+            channel = tracker.get_latest_input_channel() or info["channel"]
+            await self._push_presence(request.app, conversation_id, channel, {"state": "agent", "agent_name": name})
+            delivery = await self._deliver(request.app, conversation_id, channel,
+                                           [{"text": joined, "speaker": "agent", "agent_name": name}] if joined else [])
             return ok({"status": "claimed", "handoff_id": info["handoff_id"], "ticket": info["ticket"],
                        "agent": info["agent"], "greeting": joined, "delivery": delivery.as_dict()})
 
         @bp.route("/api/conversations/<conversation_id:str>/messages", methods=["POST"])
         @guarded
         async def reply(request: Request, conversation_id: str) -> HTTPResponse:
+            from bot.services.takeover import agent_names
+
             conversation_id = unquote(conversation_id)
             text = str(body_of(request).get("text") or "").strip()
             if not text:
@@ -548,14 +575,17 @@ class AgentConsoleInput(InputChannel):
                 desk, handoff = handoff_of(uow, conversation_id)
                 desk.record_reply(handoff, agent, text, now)
                 return {"handoff_id": handoff.id, "channel": handoff.channel, "agent": agent.name,
-                        "agent_display_name": agent.display_name}
+                        "agent_display_name": agent.display_name, "agent_names": agent_names(agent),
+                        "language": handoff.language}
 
             info = await as_agent(request, work)
-            meta = {"agent": info["agent"], "agent_display_name": info["agent_display_name"],
-                    "handoff_id": info["handoff_id"]}
+            _events, current = await self._tracker_events(request.app, conversation_id)
+            name = info["agent_names"][self._language(current, info["language"])]  # issue 16: in their language
+            meta = {"agent": info["agent"], "agent_display_name": name, "handoff_id": info["handoff_id"]}
             tracker = await self._append(request.app, conversation_id, [BotUttered(text, {}, meta)])
             delivery = await self._deliver(request.app, conversation_id,
-                                           tracker.get_latest_input_channel() or info["channel"], [{"text": text}])
+                                           tracker.get_latest_input_channel() or info["channel"],
+                                           [{"text": text, "speaker": "agent", "agent_name": name}])
             return ok({"sent": True, "text": text, "cursor": len(tracker.events), "delivery": delivery.as_dict()},
                       status=201)
 

@@ -18,6 +18,8 @@ from bot.services import problems as problem_lexicon
 from bot.services.conversation import Button, Message, Reply, Turn
 from bot.services.nlu_review import TEXT_MAX as TEXT_KEPT, record_choice
 from bot.services.ownership import Ownership
+from bot.services.problem_kind import decide_kind
+from bot.services.takeover import ANYTHING_ELSE, nothing_else
 from bot.services.promise_flow import PromiseSteps
 from bot.services.records import Records, purchase_facts
 from bot.services.tickets import SLA, TicketBook, as_utc
@@ -225,8 +227,9 @@ class Assistant(VisitSteps, PromiseSteps):
             # "my TV keeps flickering, bought it in March": a fault described is a fault reported, whatever the
             # classifier made of the purchase date around it.
             intent = "complain" if turn.anger >= 0.5 else "request_repair"
-        if intent in PROBLEM_KINDS:
-            return self.start_problem(turn, state, PROBLEM_KINDS[intent])
+        if intent in PROBLEM_KINDS:  # issue 16: complaint or repair from what the customer says, not the intent alone
+            kind = decide_kind(turn.text, intent, anger=turn.anger, entities=turn.entities, reading=reading).kind
+            return self.start_problem(turn, state, kind)
         if intent == "request_installation":
             return self.start_installation(turn, state)
         if intent == "check_status":
@@ -841,6 +844,11 @@ class Assistant(VisitSteps, PromiseSteps):
                            "request_human", "request_installation", "reschedule_visit", "cancel_visit") and not match:
             return None
         score = int(match.group(1)) if match else None
+        if score is None and state.get("step") == ANYTHING_ELSE:  # issue 16: after a hand-back, one question at a time
+            if nothing_else(text, turn.intent):
+                return Reply([self.msg("survey_ask", turn, [Button(f"{n}", f"{n}") for n in (5, 4, 3, 2, 1)])],
+                             {"flow": "survey", "last_ticket": state.get("last_ticket")})
+            return None
         if score is None:
             if turn.intent in ("goodbye", "deny", "stop", "thank"):
                 return Reply([self.msg("survey_skipped", turn)], {"last_ticket": state.get("last_ticket")})
@@ -1085,8 +1093,8 @@ class Assistant(VisitSteps, PromiseSteps):
                     return [Message(self.t.get("self_check_steps", lang) + "\n" + listing),
                             self.msg("self_check_after", turn, [self.button("btn_repair", turn, "/request_repair")])]
             if product in CATEGORIES:
-                topics = [key.split(".", 1)[1] for key in self.tools.selfcheck.get("guides", {})
-                          if key.split(".", 1)[0] in (product, "*")]
+                topics = list(dict.fromkeys(key.split(".", 1)[1] for key in self.tools.selfcheck.get("guides", {})
+                                            if key.split(".", 1)[0] in (product, "*")))  # issue 16: one per symptom
                 name = self.product_name(product, lang)
                 buttons = [Button(problem_lexicon.symptom_label(s, lang, self.lexicon),
                                   f"{name} {problem_lexicon.symptom_label(s, lang, self.lexicon)}") for s in topics]
