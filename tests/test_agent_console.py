@@ -46,6 +46,17 @@ DOCS_SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
+def open_desk_seed(tmp: Path) -> Path:
+    """The demo seed, with a desk that is open around the clock: what the customer is told must not depend on the
+    hour the tests run at (the opening hours themselves are tested in tests/test_handoff.py)."""
+    seed = tmp / "seed"
+    shutil.copytree(ROOT / "data" / "seed", seed)
+    desk = yaml.safe_load((seed / "desk.yml").read_text(encoding="utf-8"))
+    desk["hours"] = {day: [["00:00", "24:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    (seed / "desk.yml").write_text(yaml.safe_dump(desk), encoding="utf-8")
+    return seed
+
+
 @pytest.fixture(scope="module")
 def api():
     fake = FakeBotAPI(TOKEN).start()
@@ -57,13 +68,7 @@ def api():
 def stack(api, tmp_path_factory):
     need_model()
     tmp = tmp_path_factory.mktemp("console")
-    # The demo seed, with a desk that is open around the clock: what the customer is told must not depend on the
-    # hour the tests run at (the opening hours themselves are tested in tests/test_handoff.py).
-    seed = tmp / "seed"
-    shutil.copytree(ROOT / "data" / "seed", seed)
-    desk = yaml.safe_load((seed / "desk.yml").read_text(encoding="utf-8"))
-    desk["hours"] = {day: [["00:00", "24:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-    (seed / "desk.yml").write_text(yaml.safe_dump(desk), encoding="utf-8")
+    seed = open_desk_seed(tmp)
     channels = ["bot.channels.rest.RestInput:", "bot.channels.agent_console.AgentConsoleInput:"]
     if (ROOT / "bot" / "channels" / "telegram.py").exists():
         channels.append("bot.channels.telegram.TelegramInput:")

@@ -8,17 +8,15 @@ docs/screenshots/widget-takeover.png."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 
 import pytest
-import yaml
 
 from bot.services.conversation import conversation_id
 from bot.settings import ROOT
 from tests.stack import VENV_BIN, Stack, need_model
 from tests.test_agent_console import (ARTIFACTS, CHROMIUM, DOCS_SCREENSHOTS, LAUNCH_ARGS, TEXTS, _browser_missing,
-                                      call, new_sender, rest, texts, tracker_events)
+                                      call, new_sender, open_desk_seed, rest, texts, tracker_events)
 from tests.test_takeover import EN_HEAT, ZH_HEAT
 
 pytestmark = pytest.mark.slow
@@ -30,11 +28,7 @@ PASSWORDS = {"wang": "wang-password", "boss": "boss-password"}
 def stack(tmp_path_factory):
     need_model()
     tmp = tmp_path_factory.mktemp("widget")
-    seed = tmp / "seed"
-    shutil.copytree(ROOT / "data" / "seed", seed)
-    desk = yaml.safe_load((seed / "desk.yml").read_text(encoding="utf-8"))
-    desk["hours"] = {day: [["00:00", "24:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-    (seed / "desk.yml").write_text(yaml.safe_dump(desk), encoding="utf-8")
+    seed = open_desk_seed(tmp)
     credentials = tmp / "credentials.yml"
     credentials.write_text("\n".join([
         "bot.channels.rest.RestInput:", "bot.channels.agent_console.AgentConsoleInput:",

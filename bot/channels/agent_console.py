@@ -16,7 +16,10 @@ metadata {"agent": name} and delivered through the customer's own channel: Teleg
 `send_proactive`, the web widget through its socket.io room, any other channel through its output channel. REST
 has no push: a REST client reads agent messages from GET /conversations/{id}/tracker (Rasa's HTTP API) by polling.
 Handing back appends `ConversationResumed`, sets the script to the satisfaction survey and has the bot ask whether
-anything else is needed and for a rating. Closing resolves the ticket and does the same.
+anything else is needed; the rating question comes once the customer has answered (issue 16: one question at a time).
+Closing resolves the ticket and does the same. Taking over greets the customer once, with the agent's name in their
+language, or not at all (desk.yml `takeover.greeting`, bot/services/takeover.py); the web widget is told who holds
+the conversation (`push_presence`).
 
 The database work runs in worker threads (`asyncio.to_thread`) so the Rasa server's event loop never waits on it.
 """
@@ -715,7 +718,7 @@ def openapi_document() -> dict:
                 body={"type": "object", "required": ["text"], "properties": {"text": {"type": "string",
                                                                                        "maxLength": MAX_TEXT}}})},
             "/api/conversations/{conversation_id}/handback": {"post": op(
-                "Hand the conversation back to the bot, which asks if anything else is needed and for a rating",
+                "Hand the conversation back to the bot, which asks if anything else is needed (then for a rating)",
                 obj, params=[conv])},
             "/api/conversations/{conversation_id}/close": {"post": op(
                 "Close: the hand-off ends and the ticket is resolved; the bot asks for a rating", obj, params=[conv],
