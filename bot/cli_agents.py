@@ -27,6 +27,7 @@ def _accounts():
 
 def cmd_agents_add(args) -> int:
     from bot.services.handoff import HandoffError
+    from bot.services.takeover import set_display_names
 
     languages = [lang.strip() for lang in args.languages.split(",") if lang.strip()]
     with _accounts() as (uow, accounts):
@@ -37,6 +38,7 @@ def cmd_agents_add(args) -> int:
         except HandoffError as exc:
             print(f"cannot add agent: {exc}", file=sys.stderr)
             return 1
+        set_display_names(agent, zh=args.display_name_zh, en=args.display_name_en)
         uow.commit()
         print(f"agent {agent.name} added ({agent.role}, languages {','.join(agent.languages)})")
         if args.password is None:
@@ -88,6 +90,24 @@ def cmd_agents_password(args) -> int:
     return 0
 
 
+def cmd_agents_names(args) -> int:
+    """The names customers see, per language (issue 16); "" removes one (the display name is used again)."""
+    from bot.services.takeover import agent_names, set_display_names
+
+    with _accounts() as (uow, accounts):
+        agent = accounts.get(args.name)
+        if agent is None:
+            print(f"no agent {args.name}", file=sys.stderr)
+            return 1
+        if args.display_name is not None and args.display_name.strip():
+            agent.display_name = " ".join(args.display_name.split())[:100]
+        set_display_names(agent, zh=args.zh, en=args.en)
+        names = agent_names(agent)
+        uow.commit()
+    print(f"agent {args.name}: customers see {names['zh']} (zh), {names['en']} (en)")
+    return 0
+
+
 def cmd_agents_active(args) -> int:
     with _accounts() as (uow, accounts):
         agent = accounts.get(args.name)
@@ -111,7 +131,15 @@ def add_agent_commands(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--password", help="at least 8 characters; generated when left out")
     add.add_argument("--display-name", help="the name customers see (default: the sign-in name)")
     add.add_argument("--languages", default="zh,en", help="languages the agent serves, comma-separated")
+    add.add_argument("--display-name-zh", help="the name Chinese-speaking customers see (default: --display-name)")
+    add.add_argument("--display-name-en", help="the name English-speaking customers see (default: --display-name)")
     add.set_defaults(func=cmd_agents_add)
+    names = agents.add_parser("names", help="set the names customers see, per language (\"\" removes one)")
+    names.add_argument("name")
+    names.add_argument("--zh", help="e.g. 小王")
+    names.add_argument("--en", help="e.g. Wang")
+    names.add_argument("--display-name", help="the default name (shown where no per-language name is set)")
+    names.set_defaults(func=cmd_agents_names)
     lst = agents.add_parser("list", help="every agent")
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(func=cmd_agents_list)

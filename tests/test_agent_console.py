@@ -46,6 +46,17 @@ DOCS_SCREENSHOTS = ROOT / "docs" / "screenshots"
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
+def open_desk_seed(tmp: Path) -> Path:
+    """The demo seed, with a desk that is open around the clock: what the customer is told must not depend on the
+    hour the tests run at (the opening hours themselves are tested in tests/test_handoff.py)."""
+    seed = tmp / "seed"
+    shutil.copytree(ROOT / "data" / "seed", seed)
+    desk = yaml.safe_load((seed / "desk.yml").read_text(encoding="utf-8"))
+    desk["hours"] = {day: [["00:00", "24:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    (seed / "desk.yml").write_text(yaml.safe_dump(desk), encoding="utf-8")
+    return seed
+
+
 @pytest.fixture(scope="module")
 def api():
     fake = FakeBotAPI(TOKEN).start()
@@ -57,13 +68,7 @@ def api():
 def stack(api, tmp_path_factory):
     need_model()
     tmp = tmp_path_factory.mktemp("console")
-    # The demo seed, with a desk that is open around the clock: what the customer is told must not depend on the
-    # hour the tests run at (the opening hours themselves are tested in tests/test_handoff.py).
-    seed = tmp / "seed"
-    shutil.copytree(ROOT / "data" / "seed", seed)
-    desk = yaml.safe_load((seed / "desk.yml").read_text(encoding="utf-8"))
-    desk["hours"] = {day: [["00:00", "24:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-    (seed / "desk.yml").write_text(yaml.safe_dump(desk), encoding="utf-8")
+    seed = open_desk_seed(tmp)
     channels = ["bot.channels.rest.RestInput:", "bot.channels.agent_console.AgentConsoleInput:"]
     if (ROOT / "bot" / "channels" / "telegram.py").exists():
         channels.append("bot.channels.telegram.TelegramInput:")
@@ -261,9 +266,10 @@ def test_takeover_over_rest_silences_the_bot_until_the_hand_back(stack):
     assert not [e for e in during if e["event"] == "action" and e.get("name") not in (None, "action_listen")]
     assert [e["text"] for e in during if e["event"] == "user"] == ["喂？有人吗", "我的订单号是JD240512345678"]
     after = [e["text"] for e in events[resumed_at:] if e["event"] == "bot"]
-    assert after == [TEXTS.get("handoff_returned", "zh"), TEXTS.get("survey_ask", "zh")]
+    assert after == [TEXTS.get("handoff_returned", "zh")]  # one question at a time (issue 16): anything else?
 
-    # The bot is back: the next message gets its answer (the rating, asked at the hand-back).
+    # The bot is back: "nothing else" brings the rating question, and the rating its thanks.
+    assert texts(stack.send(sender, "没有了")) == TEXTS.get("survey_ask", "zh")
     reply = texts(stack.send(sender, "5"))
     assert reply == TEXTS.get("survey_thanks", "zh")
     ticket = stack.ticket_of(sender)
@@ -294,7 +300,8 @@ def test_closing_resolves_the_ticket_and_the_bot_asks_for_a_rating_in_english(st
     number = closed["ticket"]
     events = tracker_events(stack, rest(sender))
     after = [e["text"] for e in events[index_of(events, "resume"):] if e["event"] == "bot"]
-    assert after == [TEXTS.get("handoff_closed_by_agent", "en", number=number), TEXTS.get("survey_ask", "en")]
+    assert after == [TEXTS.get("handoff_closed_by_agent", "en", number=number)]  # one question at a time
+    assert texts(stack.send(sender, "No, that's all")) == TEXTS.get("survey_ask", "en")
     assert texts(stack.send(sender, "4 stars")) == TEXTS.get("survey_thanks", "en")
     ticket = stack.ticket_of(sender)
     assert ticket["status"] == "resolved" and ticket["satisfaction"] == 4
@@ -378,8 +385,11 @@ def test_a_telegram_customer_gets_the_agents_words_in_telegram(stack, api):
     before = len(api.messages_to(chat_id))
     assert call(stack, "POST", f"/api/conversations/{conversation}/handback", token=alice)[1]["delivery"]["delivered"]
     back = api.messages_to(chat_id)[before:]
-    assert [m["text"] for m in back] == [TEXTS.get("handoff_returned", "zh"), TEXTS.get("survey_ask", "zh")]
-    assert "5" in json.dumps(back[-1].get("reply_markup"))  # the rating buttons
+    assert [m["text"] for m in back] == [TEXTS.get("handoff_returned", "zh")]  # one question at a time
+    assert TEXTS.get("btn_nothing_else", "zh") in json.dumps(back[-1].get("reply_markup"), ensure_ascii=False)
+    rating = tell("没有了")
+    assert [m["text"] for m in rating] == [TEXTS.get("survey_ask", "zh")]
+    assert "5" in json.dumps(rating[-1].get("reply_markup"))  # the rating buttons
     assert TEXTS.get("survey_thanks", "zh") in [m["text"] for m in tell("5")]
 
 
@@ -507,11 +517,11 @@ def test_agent_takes_over_a_widget_conversation_in_the_browser(stack):
                                if e["event"] == "bot" and (e.get("metadata") or {}).get("agent")]
                 assert agent_lines[-1] == "已经为您申请换新机，明天上午送到，旧机同时取走。"
 
-            # --- hand back: the bot asks if anything else is needed, then for a rating
+            # --- hand back: the bot asks if anything else is needed (the rating comes after the answer)
             page.click("#btn-handback")
             expect(page.locator("#case-status")).to_have_text("已交还")
             expect(page.locator("#transcript .sys")).to_have_count(2)
-            expect(page.locator("#transcript .msg.bot").last).to_contain_text(TEXTS.get("survey_ask", "zh"))
+            expect(page.locator("#transcript .msg.bot").last).to_contain_text(TEXTS.get("handoff_returned", "zh"))
             expect(page.locator(f"#queue li[data-conversation='{conversation}']")).to_have_count(0, timeout=10_000)
             shot(page, "console-handed-back.png")
             page.click("#lang-toggle")  # the whole console in English
@@ -526,7 +536,8 @@ def test_agent_takes_over_a_widget_conversation_in_the_browser(stack):
             if customer is not None:
                 customer.page.wait_for_function(
                     "t => Array.from(document.querySelectorAll('.asc-msg--bot .asc-bubble')).some(e => e.textContent === t)",
-                    arg=survey, timeout=20_000)
+                    arg=TEXTS.get("handoff_returned", "zh"), timeout=20_000)
+                assert customer.press(TEXTS.get("btn_nothing_else", "zh")) == [survey]
                 assert "5" in customer.quick_replies()
                 thanks = customer.press("5")
                 assert TEXTS.get("survey_thanks", "zh") in thanks
@@ -534,6 +545,7 @@ def test_agent_takes_over_a_widget_conversation_in_the_browser(stack):
                 assert not customer.errors, customer.errors
                 customer.close()
             else:
+                assert texts(stack.send(sender, "没有了")) == survey
                 assert texts(stack.send(sender, "5")) == TEXTS.get("survey_thanks", "zh")
             assert stack.ticket_of(sender, channel)["satisfaction"] == 5
             context.close()

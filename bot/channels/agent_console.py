@@ -16,7 +16,10 @@ metadata {"agent": name} and delivered through the customer's own channel: Teleg
 `send_proactive`, the web widget through its socket.io room, any other channel through its output channel. REST
 has no push: a REST client reads agent messages from GET /conversations/{id}/tracker (Rasa's HTTP API) by polling.
 Handing back appends `ConversationResumed`, sets the script to the satisfaction survey and has the bot ask whether
-anything else is needed and for a rating. Closing resolves the ticket and does the same.
+anything else is needed; the rating question comes once the customer has answered (issue 16: one question at a time).
+Closing resolves the ticket and does the same. Taking over greets the customer once, with the agent's name in their
+language, or not at all (desk.yml `takeover.greeting`, bot/services/takeover.py); the web widget is told who holds
+the conversation (`push_presence`).
 
 The database work runs in worker threads (`asyncio.to_thread`) so the Rasa server's event loop never waits on it.
 """
@@ -79,6 +82,7 @@ class ConsoleBackend:
 
     def __init__(self, settings=None):
         from bot.services.handoff import load_desk
+        from bot.services.takeover import load_takeover
         from bot.services.warranty import load_policy
         from bot.settings import load_settings
         from bot.store.db import make_engine, session_factory
@@ -91,6 +95,7 @@ class ConsoleBackend:
         self.policy = load_policy(self.settings.policy_path)
         self.texts = load_texts()
         self.canned = load_canned(self.settings.seed_dir / "canned_replies.yml")
+        self.takeover = load_takeover(self.settings.seed_dir / "desk.yml")  # issue 16: the greeting setting
 
     def uow(self):
         from bot.store.db import UnitOfWork
@@ -263,13 +268,25 @@ class AgentConsoleInput(InputChannel):
         language = tracker.get_slot("language") if tracker is not None else None
         return language if language in ("zh", "en") else (fallback if fallback in ("zh", "en") else "zh")
 
+    @staticmethod
+    async def _push_presence(app, conversation_id: str, channel: str | None, status: dict) -> None:
+        """Tell the customer's widget who holds the conversation now (issue 16; other channels have no header)."""
+        channels = getattr(app.ctx, "input_channels", None) or []
+        target = next((c for c in channels if c.name() == channel), None)
+        if target is None or not hasattr(target, "push_presence"):
+            return
+        try:
+            await target.push_presence(conversation_id, status)
+        except Exception:  # noqa: BLE001 - the header catches up on the widget's next status check
+            log.exception("agent console: could not push the presence to %s", conversation_id)
+
     async def _return_to_bot(self, app, info: dict, closed: bool) -> dict:
         """Resume Rasa (if paused), let the script take the conversation back (the survey), and have the bot speak."""
         conversation_id = info["conversation_id"]
         _events, current = await self._tracker_events(app, conversation_id)
         lang = self._language(current, info["language"])
         back = after_handoff(self.backend.texts, info["ticket"], lang, closed)  # the script says what comes next
-        messages = [m.as_dict() for m in back.messages]
+        messages = [dict(m.as_dict(), speaker="assistant") for m in back.messages]  # the widget marks who speaks
         events: list[Event] = []
         if current is not None and current.is_paused():
             events.append(ConversationResumed())
@@ -277,8 +294,9 @@ class AgentConsoleInput(InputChannel):
         meta = {"handoff_id": info["handoff_id"], "after_handoff": "closed" if closed else "returned"}
         events += [BotUttered(m["text"], {"buttons": m.get("buttons") or []}, dict(meta)) for m in messages]
         tracker = await self._append(app, conversation_id, events)
-        delivery = await self._deliver(app, conversation_id, tracker.get_latest_input_channel() or info["channel"],
-                                       messages)
+        channel = tracker.get_latest_input_channel() or info["channel"]
+        delivery = await self._deliver(app, conversation_id, channel, messages)
+        await self._push_presence(app, conversation_id, channel, {"state": "assistant"})
         return delivery.as_dict()
 
     # --------------------------------------------------------------------------------------- routes
@@ -506,6 +524,8 @@ class AgentConsoleInput(InputChannel):
         @bp.route("/api/conversations/<conversation_id:str>/claim", methods=["POST"])
         @guarded
         async def claim(request: Request, conversation_id: str) -> HTTPResponse:
+            from bot.services.takeover import agent_names, greeting_due
+
             conversation_id = unquote(conversation_id)
 
             def work(uow, agent, now):
@@ -513,24 +533,32 @@ class AgentConsoleInput(InputChannel):
                 desk.claim(handoff, agent, now)
                 return {"handoff_id": handoff.id, "ticket": handoff.ticket.number, "channel": handoff.channel,
                         "language": handoff.language, "agent": agent.name, "agent_display_name": agent.display_name,
-                        "claimed_at": now.isoformat()}
+                        "agent_names": agent_names(agent), "claimed_at": now.isoformat()}
 
             info = await as_agent(request, work)
-            _events, current = await self._tracker_events(request.app, conversation_id)
+            events, current = await self._tracker_events(request.app, conversation_id)
             lang = self._language(current, info["language"])
-            joined = backend().texts.get("agent_joined", lang, agent=info["agent_display_name"])
-            meta = {"agent": info["agent"], "agent_display_name": info["agent_display_name"],
-                    "handoff_id": info["handoff_id"]}
-            tracker = await self._append(request.app, conversation_id,
-                                         [ConversationPaused(), BotUttered(joined, {}, meta)])
-            delivery = await self._deliver(request.app, conversation_id,
-                                           tracker.get_latest_input_channel() or info["channel"], [{"text": joined}])
+            # Issue 16: one greeting, with the agent's name in the customer's language, or none (desk.yml).
+            name = info["agent_names"][lang]
+            joined = None
+            if greeting_due(backend().takeover, events, info["handoff_id"], info["agent"]):
+                joined = backend().texts.get("agent_joined", lang, agent=name)
+            meta = {"agent": info["agent"], "agent_display_name": name, "handoff_id": info["handoff_id"],
+                    "greeting": True}
+            tracker = await self._append(request.app, conversation_id, [ConversationPaused()]
+                                         + ([BotUttered(joined, {}, meta)] if joined else []))
+            channel = tracker.get_latest_input_channel() or info["channel"]
+            await self._push_presence(request.app, conversation_id, channel, {"state": "agent", "agent_name": name})
+            delivery = await self._deliver(request.app, conversation_id, channel,
+                                           [{"text": joined, "speaker": "agent", "agent_name": name}] if joined else [])
             return ok({"status": "claimed", "handoff_id": info["handoff_id"], "ticket": info["ticket"],
                        "agent": info["agent"], "greeting": joined, "delivery": delivery.as_dict()})
 
         @bp.route("/api/conversations/<conversation_id:str>/messages", methods=["POST"])
         @guarded
         async def reply(request: Request, conversation_id: str) -> HTTPResponse:
+            from bot.services.takeover import agent_names
+
             conversation_id = unquote(conversation_id)
             text = str(body_of(request).get("text") or "").strip()
             if not text:
@@ -542,14 +570,17 @@ class AgentConsoleInput(InputChannel):
                 desk, handoff = handoff_of(uow, conversation_id)
                 desk.record_reply(handoff, agent, text, now)
                 return {"handoff_id": handoff.id, "channel": handoff.channel, "agent": agent.name,
-                        "agent_display_name": agent.display_name}
+                        "agent_display_name": agent.display_name, "agent_names": agent_names(agent),
+                        "language": handoff.language}
 
             info = await as_agent(request, work)
-            meta = {"agent": info["agent"], "agent_display_name": info["agent_display_name"],
-                    "handoff_id": info["handoff_id"]}
+            _events, current = await self._tracker_events(request.app, conversation_id)
+            name = info["agent_names"][self._language(current, info["language"])]  # issue 16: in their language
+            meta = {"agent": info["agent"], "agent_display_name": name, "handoff_id": info["handoff_id"]}
             tracker = await self._append(request.app, conversation_id, [BotUttered(text, {}, meta)])
             delivery = await self._deliver(request.app, conversation_id,
-                                           tracker.get_latest_input_channel() or info["channel"], [{"text": text}])
+                                           tracker.get_latest_input_channel() or info["channel"],
+                                           [{"text": text, "speaker": "agent", "agent_name": name}])
             return ok({"sent": True, "text": text, "cursor": len(tracker.events), "delivery": delivery.as_dict()},
                       status=201)
 
@@ -679,7 +710,7 @@ def openapi_document() -> dict:
                 body={"type": "object", "required": ["text"], "properties": {"text": {"type": "string",
                                                                                        "maxLength": MAX_TEXT}}})},
             "/api/conversations/{conversation_id}/handback": {"post": op(
-                "Hand the conversation back to the bot, which asks if anything else is needed and for a rating",
+                "Hand the conversation back to the bot, which asks if anything else is needed (then for a rating)",
                 obj, params=[conv])},
             "/api/conversations/{conversation_id}/close": {"post": op(
                 "Close: the hand-off ends and the ticket is resolved; the bot asks for a rating", obj, params=[conv],

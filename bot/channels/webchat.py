@@ -20,8 +20,13 @@ jwt_method, metadata_key). Routes (Rasa mounts the blueprint under /webhooks/web
                                              (optional socket id). JPEG/PNG/WebP up to 5 MB, stored on the
                                              conversation's current ticket; 200 {"ok", "ticket", "message"}, or
                                              400/413/415 {"error", "message"}.
+    GET  /webhooks/webchat/presence?session_id=...&language=zh|en  who holds the conversation (issue 16):
+                                             {"state": "assistant"} | {"state": "waiting", "position", "ahead"} |
+                                             {"state": "agent", "agent_name"}
     socket.io at /socket.io/ (the app root, not under /webhooks): events session_request -> session_confirm,
-             user_uttered {message, session_id, metadata: {language, display_text}} -> bot_uttered.
+             user_uttered {message, session_id, metadata: {language, display_text}} -> bot_uttered {text, ...,
+             speaker: "assistant"|"agent", agent_name (agent messages)}; `presence` (as GET /presence) is pushed
+             when an agent takes the conversation over or hands it back.
 
 Why a subclass of Rasa's SocketIOInput rather than the stock `socketio` channel:
 - Rasa 3.6 calls `sio.enter_room(sid, room)` without awaiting it; in python-socketio >= 5.10 `enter_room` is a
@@ -158,7 +163,8 @@ def history_messages(events: List[Dict[str, Any]], attachments: List[Dict[str, A
                      limit: int = HISTORY_LIMIT) -> List[Dict[str, Any]]:
     """The conversation as the widget shows it, from serialised tracker events (and stored photos).
 
-    Each item: {"sender": "user"|"bot", "text", "at" (epoch seconds)} plus "buttons" on the last bot message when
+    Each item: {"sender": "user"|"bot", "text", "at" (epoch seconds)}; bot items also say who spoke: "speaker":
+    "assistant" | "agent" (with "agent_name", issue 16); plus "buttons" on the last bot message when
     the customer has not answered it yet, and "kind": "photo" for a photo the customer sent. A pressed button shows
     its title (from the message metadata, else from the buttons it answered), not its payload."""
     items: List[Dict[str, Any]] = []
@@ -183,8 +189,11 @@ def history_messages(events: List[Dict[str, Any]], attachments: List[Dict[str, A
             parts = split_bot_text(event.get("text") or "")
             if not parts and not buttons:
                 continue
+            metadata = event.get("metadata") or {}
+            speaker = {"speaker": "agent", "agent_name": metadata.get("agent_display_name") or metadata["agent"]} \
+                if isinstance(metadata, dict) and metadata.get("agent") else {"speaker": "assistant"}
             for i, part in enumerate(parts or [""]):
-                item = {"sender": "bot", "text": part, "at": at}
+                item = {"sender": "bot", "text": part, "at": at, **speaker}
                 if buttons and i == len(parts or [""]) - 1:
                     item["buttons"] = buttons
                 items.append(item)
@@ -202,12 +211,31 @@ def history_messages(events: List[Dict[str, Any]], attachments: List[Dict[str, A
 
 
 class WebChatOutput(SocketIOOutput):
+    """Every bot_uttered says who speaks (issue 16): "speaker": "assistant" (the bot) or "agent" with "agent_name"
+    (the agent's name in the customer's language). Old clients ignore the extra keys."""
+
+    SPEAKER_KEYS = ("speaker", "agent_name")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._speaker: Dict[str, Any] = {}
+
     @classmethod
     def name(cls) -> Text:
         return "webchat"
 
+    async def send_response(self, recipient_id: Text, message: Dict[Text, Any]) -> None:
+        message = dict(message)
+        self._speaker = {k: message.pop(k) for k in self.SPEAKER_KEYS if message.get(k)}
+        try:
+            await super().send_response(recipient_id, message)
+        finally:
+            self._speaker = {}
+
     async def _send_message(self, socket_id: Text, response: Any) -> None:
         # Rasa sends to the conversation id (webchat:<session>); the socket room is the session.
+        if isinstance(response, dict):
+            response = {**response, "speaker": "assistant", **self._speaker}
         await self.sio.emit(self.bot_message_evt, response, room=sender_of("webchat", socket_id))
 
 
@@ -277,6 +305,20 @@ class WebChatInput(SocketIOInput):
         label = "照片" if language == "zh" else "Photo"
         return [{"at": as_utc(created).timestamp(), "label": label,
                  "ack": texts.get("attachment_saved", language, number=number)} for created, number in rows]
+
+    def _presence(self, session_id: str, language: str) -> Dict[str, Any]:
+        from bot.services.takeover import presence_in
+
+        _settings, sessions = self._stores()
+        return presence_in(sessions, conversation_id("webchat", session_id), language)
+
+    async def push_presence(self, conversation: str, status: Dict[str, Any]) -> None:
+        """Tell the widget(s) of a conversation who holds it now (the agent console calls this on take-over and
+        hand-back): socket event `presence` {"state": "assistant"|"waiting"|"agent", "agent_name", "position",
+        "ahead"} to the session's room."""
+        if self.sio is None:
+            return
+        await self.sio.emit("presence", dict(status), room=sender_of("webchat", conversation), namespace=self.namespace)
 
     def _held_shown(self, session_id: str) -> int:
         from bot.services.outbox import mark_held_delivered
@@ -424,6 +466,20 @@ class WebChatInput(SocketIOInput):
             return response.json({"session_id": session_id,
                                   "messages": history_messages(events, photos)},
                                  headers={"Cache-Control": "no-store"})
+
+        @webchat.route("/presence", methods=["GET"])
+        async def presence(request: Request) -> HTTPResponse:
+            """Who holds the conversation (issue 16): the widget's header reads it on start and while waiting."""
+            session_id = request.args.get("session_id")
+            if not valid_session_id(session_id):
+                return response.json({"error": "bad_session"}, status=400)
+            language = clean_language(request.args.get("language")) or "zh"
+            try:
+                status = await asyncio.to_thread(self._presence, session_id, language)
+            except Exception:  # noqa: BLE001 - the header falls back to the assistant
+                log.exception("webchat: could not read the presence of %s", session_id)
+                status = {"state": "assistant"}
+            return response.json(status, headers={"Cache-Control": "no-store"})
 
         @webchat.route("/upload", methods=["POST"], stream=True)
         async def upload(request: Request) -> HTTPResponse:

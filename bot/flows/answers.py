@@ -42,8 +42,8 @@ class AnswersFlow(Flow):
                     return [Message(self.t.get("self_check_steps", lang) + "\n" + listing),
                             self.msg("self_check_after", turn, [self.button("btn_repair", turn, "/request_repair")])]
             if product in CATEGORIES:
-                topics = [key.split(".", 1)[1] for key in self.tools.selfcheck.get("guides", {})
-                          if key.split(".", 1)[0] in (product, "*")]
+                topics = list(dict.fromkeys(key.split(".", 1)[1] for key in self.tools.selfcheck.get("guides", {})
+                                            if key.split(".", 1)[0] in (product, "*")))  # issue 16: one per symptom
                 name = self.product_name(product, lang)
                 buttons = [Button(problem_lexicon.symptom_label(s, lang, self.lexicon),
                                   f"{name} {problem_lexicon.symptom_label(s, lang, self.lexicon)}") for s in topics]

@@ -1,6 +1,7 @@
 """The idle flow: no flow is open, so the intent (or what the message says about a fault) picks one; small
 talk, unsure readings (a clarifying question with the likeliest intents as buttons) and ratings given unasked.
 """
+from bot.services.problem_kind import decide_kind
 from __future__ import annotations
 
 from dataclasses import replace
@@ -36,7 +37,9 @@ class IdleFlow(Flow):
             # classifier made of the purchase date around it.
             intent = "complain" if turn.anger >= self.tuning.anger_upset else "request_repair"
         if intent in PROBLEM_KINDS:
-            return self.script.requests.start_problem(turn, state, PROBLEM_KINDS[intent])
+            # issue 16: complaint or repair from what the customer says (harm, feelings), not the intent alone
+            kind = decide_kind(turn.text, intent, anger=turn.anger, entities=turn.entities, reading=reading).kind
+            return self.script.requests.start_problem(turn, state, kind)
         if intent == "request_installation":
             return self.script.requests.start_installation(turn, state)
         if intent == "check_status":

@@ -82,6 +82,7 @@ class PromiseState:
 @dataclass
 class SurveyState:
     last_ticket: str | None = None
+    step: str | None = None  # "anything_else": after a hand-back the rating question waits for that answer (issue 16)
 
 
 STATES = {FlowName.complaint: ComplaintState, FlowName.status: StatusState, FlowName.human: HumanState,

@@ -8,6 +8,8 @@ from bot.flows.base import Flow
 from bot.flows.words import RATING_RE
 from bot.services.conversation import Message, Reply, Turn
 from bot.services.promises import low_satisfaction
+from bot.services.takeover import ANYTHING_ELSE, nothing_else
+from bot.flows.handback import survey_ask
 
 class SurveyFlow(Flow):
 
@@ -18,6 +20,11 @@ class SurveyFlow(Flow):
                            "request_human", "request_installation", "reschedule_visit", "cancel_visit") and not match:
             return None
         score = int(match.group(1)) if match else None
+        if score is None and state.get("step") == ANYTHING_ELSE:  # issue 16: after a hand-back, one question at a time
+            if nothing_else(text, turn.intent):
+                return Reply([survey_ask(self.t, turn.language)],
+                             {"flow": "survey", "last_ticket": state.get("last_ticket")})
+            return None
         if score is None:
             if turn.intent in ("goodbye", "deny", "stop", "thank"):
                 return Reply([self.msg("survey_skipped", turn)], {"last_ticket": state.get("last_ticket")})

@@ -199,8 +199,11 @@ class SignIn:
 
 
 def agent_json(agent: Agent) -> dict:
+    from bot.services.takeover import agent_names
+
     return {"name": agent.name, "display_name": agent.display_name, "role": agent.role,
-            "languages": list(agent.languages or []), "active": bool(agent.active)}
+            "languages": list(agent.languages or []), "active": bool(agent.active),
+            "display_names": agent_names(agent)}  # issue 16: the name customers see, per language
 
 
 # ---------------------------------------------------------------------------------------------- authorisation

@@ -301,6 +301,8 @@ class Agent(Base):
     id = Column(Integer, primary_key=True)
     name = Column(String(64), nullable=False, unique=True)
     display_name = Column(String(100), nullable=False)
+    display_name_zh = Column(String(100), nullable=True)  # issue 16: the name customers see, per language
+    display_name_en = Column(String(100), nullable=True)  # (display_name when not set)
     password_hash = Column(String(255), nullable=False)  # argon2id (older: scrypt$n$r$p$salt$hash), salted
     role = Column(String(16), nullable=False, default=AgentRole.agent.value)
     languages = Column(JSON, nullable=False, default=list)  # e.g. ["zh", "en"]

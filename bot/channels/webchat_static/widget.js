@@ -29,6 +29,7 @@
   var MAX_PHOTO_BYTES = 5 * 1024 * 1024;
   var PHOTO_TYPES = ["image/jpeg", "image/png", "image/webp"];
   var REPLY_TIMEOUT_MS = 60000;
+  var PRESENCE_POLL_MS = 8000; // while waiting for an agent: the place in the queue moves
   var currentScript = document.currentScript;
 
   var UI = {
@@ -49,7 +50,12 @@
       typing: "客服正在输入…",
       quick: "快捷回复",
       you: "我：",
-      bot: "客服：",
+      bot: "智能助手：",
+      assistant: "智能助手",
+      agentBadge: "客服",
+      agentWith: "客服 {name} 正在为您服务",
+      waitingAhead: "正在为您转接人工客服 · 您前面还有 {n} 位",
+      waitingNext: "正在为您转接人工客服 · 您是下一位",
       photo: "照片",
       photoAlt: "您发送的照片",
       uploading: "正在上传照片…",
@@ -78,6 +84,12 @@
       quick: "Quick replies",
       you: "You: ",
       bot: "Assistant: ",
+      assistant: "Assistant",
+      agentBadge: "Agent",
+      agentWith: "{name} from the service team is with you",
+      waitingAhead: "Waiting for an agent · {n} customers ahead of you",
+      waitingAheadOne: "Waiting for an agent · 1 customer ahead of you",
+      waitingNext: "Waiting for an agent · you are next",
       photo: "Photo",
       photoAlt: "The photo you sent",
       uploading: "Uploading the photo…",
@@ -185,12 +197,22 @@
     this.replyTimer = null;
     this.historyLoaded = false;
     this.isOpen = false;
+    this.presence = {state: "assistant"}; // who holds the conversation: assistant | waiting | agent
+    this.presenceTimer = null;
+    this.lastSpeaker = "assistant:"; // the welcome line is the assistant's
     this.build(opts);
     if (opts.open || storageGet("sessionStorage", this.storageKey + ":open") === "1") this.open(false);
   }
 
-  Widget.prototype.t = function (key) {
-    return (UI[this.language] || UI.zh)[key];
+  Widget.prototype.t = function (key, values) {
+    var text = (UI[this.language] || UI.zh)[key];
+    if (text === undefined) text = UI.zh[key];
+    if (values) {
+      for (var name in values) {
+        if (Object.prototype.hasOwnProperty.call(values, name)) text = text.split("{" + name + "}").join(values[name]);
+      }
+    }
+    return text;
   };
 
   Widget.prototype.title = function () {
@@ -227,7 +249,8 @@
     header.appendChild(closeBtn);
 
     var log = el("div", "asc-log", {role: "log", "aria-live": "polite", "aria-relevant": "additions", tabindex: "0"});
-    var welcome = el("div", "asc-msg asc-msg--bot asc-welcome");
+    var welcome = el("div", "asc-msg asc-msg--bot asc-msg--assistant asc-welcome", {"data-speaker": "assistant"});
+    welcome.appendChild(this.speakerLabel({speaker: "assistant"}, true));
     welcome.appendChild(el("div", "asc-bubble"));
     log.appendChild(welcome);
 
@@ -308,6 +331,10 @@
     e.close.setAttribute("aria-label", this.t("closeChat"));
     e.log.setAttribute("aria-label", this.t("log"));
     e.welcome.querySelector(".asc-bubble").textContent = this.t("welcome");
+    var labels = e.log.querySelectorAll(".asc-speaker--assistant .asc-from");
+    for (var j = 0; j < labels.length; j++) labels[j].textContent = this.t("assistant");
+    var badges = e.log.querySelectorAll(".asc-badge");
+    for (var k = 0; k < badges.length; k++) badges[k].textContent = this.t("agentBadge");
     e.typing.querySelector(".asc-sr").textContent = this.t("typing");
     e.attach.setAttribute("aria-label", this.t("attach"));
     e.attach.setAttribute("title", this.t("attach"));
@@ -322,8 +349,51 @@
 
   Widget.prototype.showStatus = function (key) {
     this.statusKey = key;
-    this.el.status.textContent = this.t(key);
-    this.el.status.setAttribute("data-state", key);
+    var p = this.presence || {state: "assistant"};
+    var text = this.t(key);
+    var state = key;
+    if (key === "subtitle" && p.state === "agent" && p.agent_name) {
+      text = this.t("agentWith", {name: p.agent_name});
+      state = "agent";
+    } else if (key === "subtitle" && p.state === "waiting") {
+      var ahead = Math.max(0, Number(p.ahead) || 0);
+      text = ahead === 0 ? this.t("waitingNext") : ahead === 1 && UI[this.language].waitingAheadOne
+        ? this.t("waitingAheadOne") : this.t("waitingAhead", {n: ahead});
+      state = "waiting";
+    }
+    this.el.status.textContent = text;
+    this.el.status.setAttribute("data-state", state);
+    this.el.root.setAttribute("data-presence", p.state || "assistant");
+  };
+
+  // Who holds the conversation (pushed as the socket event `presence`, read from <basePath>/presence on start and
+  // while waiting): the header says so.
+  Widget.prototype.setPresence = function (presence) {
+    var self = this;
+    if (!presence || !presence.state) return;
+    this.presence = presence;
+    clearTimeout(this.presenceTimer);
+    if (presence.state === "waiting") {
+      this.presenceTimer = setTimeout(function () { self.fetchPresence(); }, PRESENCE_POLL_MS);
+    }
+    if (this.statusKey === "subtitle") this.showStatus("subtitle");
+  };
+
+  Widget.prototype.fetchPresence = function () {
+    var self = this;
+    if (!this.sessionId) return;
+    var url = this.serverUrl + this.basePath + "/presence?session_id=" + encodeURIComponent(this.sessionId) +
+      "&language=" + this.language;
+    fetch(url, {credentials: "omit"}).then(function (resp) {
+      return resp.ok ? resp.json() : null;
+    }).then(function (body) { if (body) self.setPresence(body); }).catch(function () { /* next time */ });
+  };
+
+  // After the bot's messages of a turn (one may have put the customer in the queue): look once more.
+  Widget.prototype.schedulePresence = function () {
+    var self = this;
+    clearTimeout(this.presenceSoon);
+    this.presenceSoon = setTimeout(function () { self.fetchPresence(); }, 700);
   };
 
   Widget.prototype.setLanguage = function (language) {
@@ -386,6 +456,7 @@
       });
       socket.on("session_confirm", function (sessionId) { self.onSession(sessionId); });
       socket.on("bot_uttered", function (message) { self.onBotMessage(message); });
+      socket.on("presence", function (presence) { self.setPresence(presence); });
       socket.on("disconnect", function () {
         self.ready = false;
         self.showStatus("reconnecting");
@@ -404,6 +475,7 @@
     var finish = function () {
       self.ready = true;
       self.showStatus("subtitle");
+      self.fetchPresence();
       var queued = self.queue;
       self.queue = [];
       for (var i = 0; i < queued.length; i++) self.emitMessage(queued[i]);
@@ -427,10 +499,12 @@
   Widget.prototype.renderHistory = function (messages) {
     var log = this.el.log;
     while (log.lastChild && log.lastChild !== this.el.welcome) log.removeChild(log.lastChild);
+    this.lastSpeaker = "assistant:";
     for (var i = 0; i < messages.length; i++) {
       var m = messages[i];
       if (m.kind === "photo") this.addPhoto(null, m.text, true);
-      else this.addMessage(m.sender === "user" ? "user" : "bot", m.text, {history: true});
+      else this.addMessage(m.sender === "user" ? "user" : "bot", m.text, {history: true, speaker: m.speaker,
+                                                                          agentName: m.agent_name});
       if (m.buttons && m.buttons.length) this.addQuickReplies(m.buttons);
     }
     this.el.root.setAttribute("data-history", String(messages.length));
@@ -438,14 +512,42 @@
   };
 
   // ------------------------------------------------------------------------------------------ messages
+  // The line above a run of bot messages: "智能助手" for the assistant, a "客服" badge and the name for an agent.
+  Widget.prototype.speakerLabel = function (who, shown) {
+    var agent = who.speaker === "agent";
+    var label = el("div", "asc-speaker asc-speaker--" + (agent ? "agent" : "assistant"), {"aria-hidden": "true"});
+    if (agent) {
+      var badge = el("span", "asc-badge");
+      badge.textContent = this.t("agentBadge");
+      label.appendChild(badge);
+    }
+    var from = el("span", "asc-from");
+    from.textContent = agent ? (who.agentName || "") : this.t("assistant");
+    label.appendChild(from);
+    if (!shown) label.hidden = true;
+    return label;
+  };
+
   Widget.prototype.addMessage = function (who, text, options) {
     options = options || {};
-    var msg = el("div", "asc-msg asc-msg--" + who + (options.history ? " asc-msg--history" : ""));
+    var speaker = who === "bot" ? (options.speaker === "agent" ? "agent" : "assistant") : null;
+    var msg = el("div", "asc-msg asc-msg--" + who + (speaker ? " asc-msg--" + speaker : "") +
+      (options.history ? " asc-msg--history" : ""), speaker ? {"data-speaker": speaker} : null);
     var sr = el("span", "asc-sr");
-    sr.textContent = who === "user" ? this.t("you") : who === "bot" ? this.t("bot") : "";
+    if (speaker === "agent") {
+      sr.textContent = this.t("agentBadge") + " " + (options.agentName || "") + (this.language === "zh" ? "：" : ": ");
+      msg.setAttribute("data-agent-name", options.agentName || "");
+    } else {
+      sr.textContent = who === "user" ? this.t("you") : who === "bot" ? this.t("bot") : "";
+    }
     var bubble = el("div", "asc-bubble");
     bubble.textContent = text;
     msg.appendChild(sr);
+    if (speaker) {
+      var key = speaker + ":" + (options.agentName || "");
+      msg.appendChild(this.speakerLabel({speaker: speaker, agentName: options.agentName}, key !== this.lastSpeaker));
+      this.lastSpeaker = key;
+    }
     msg.appendChild(bubble);
     this.el.log.appendChild(msg);
     this.scrollDown();
@@ -483,7 +585,12 @@
   Widget.prototype.onBotMessage = function (message) {
     if (!message) return;
     this.stopTyping();
-    if (message.text) this.addMessage("bot", message.text);
+    if (message.speaker === "agent" && message.agent_name &&
+        (this.presence.state !== "agent" || this.presence.agent_name !== message.agent_name)) {
+      this.setPresence({state: "agent", agent_name: message.agent_name});
+    }
+    if (message.text) this.addMessage("bot", message.text, {speaker: message.speaker, agentName: message.agent_name});
+    if (message.speaker !== "agent") this.schedulePresence();
     var att = message.attachment;
     if (att && att.type === "image" && att.payload && att.payload.src) {
       var msg = el("div", "asc-msg asc-msg--bot");
