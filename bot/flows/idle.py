@@ -1,7 +1,6 @@
 """The idle flow: no flow is open, so the intent (or what the message says about a fault) picks one; small
 talk, unsure readings (a clarifying question with the likeliest intents as buttons) and ratings given unasked.
 """
-from bot.services.problem_kind import decide_kind
 from __future__ import annotations
 
 from dataclasses import replace
@@ -12,6 +11,7 @@ from bot.nlu import clarify
 from bot.services import problems as problem_lexicon
 from bot.services.conversation import Button, Message, Reply, Turn
 from bot.services.nlu_review import TEXT_MAX as TEXT_KEPT, record_choice
+from bot.services.problem_kind import decide_kind
 
 class IdleFlow(Flow):
 
