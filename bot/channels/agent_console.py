@@ -33,13 +33,14 @@ from urllib.parse import unquote
 
 import yaml
 from rasa.core.channels.channel import InputChannel, UserMessage
-from rasa.shared.core.events import BotUttered, ConversationPaused, ConversationResumed, Event, SlotSet
+from rasa.shared.core.events import BotUttered, Event, SlotSet
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot.channels.agent_desk import add_desk_routes, desk_openapi_paths
 from bot.services.handoff import HTTP_STATUS, HandoffError
+from bot.services.holding import BOT, holder_of, tracker_events
 
 log = logging.getLogger(__name__)
 
@@ -72,29 +73,34 @@ class Unauthorised(Exception):
     pass
 
 
+def holding_events(holder: str, tracker) -> list[Event]:
+    """The tracker events that make Rasa's pause agree with who holds the conversation (bot/services/holding.py)."""
+    paused = tracker is not None and tracker.is_paused()
+    return [Event.from_parameters(e) for e in tracker_events(holder, paused)]
+
+
 # ---------------------------------------------------------------------------------------------- the database side
 class ConsoleBackend:
     """Settings, database, desk rules, warranty policy, texts and canned replies; built on first use."""
 
-    def __init__(self, settings=None):
+    def __init__(self, settings=None, app=None):
+        """`app`: the process's App (bot/bootstrap.py) unless given; `settings` alone: an App of its own (tests)."""
+        from bot.bootstrap import bootstrap_server, process_app
         from bot.services.handoff import load_desk
         from bot.services.warranty import load_policy
-        from bot.settings import load_settings
-        from bot.store.db import make_engine, session_factory
         from bot.texts import load_texts
 
-        self.settings = settings or load_settings()
-        self.engine = make_engine(self.settings.database_url)
-        self.sessions = session_factory(self.engine)
+        self.app = app or (bootstrap_server(settings) if settings is not None else process_app())
+        self.settings = self.app.settings
+        self.engine = self.app.engine
+        self.sessions = self.app.sessions
         self.desk_config = load_desk(self.settings.seed_dir / "desk.yml")
         self.policy = load_policy(self.settings.policy_path)
         self.texts = load_texts()
         self.canned = load_canned(self.settings.seed_dir / "canned_replies.yml")
 
     def uow(self):
-        from bot.store.db import UnitOfWork
-
-        return UnitOfWork(self.sessions)
+        return self.app.uow()
 
     def desk(self, session):
         from bot.services.handoff import HandoffDesk
@@ -276,9 +282,8 @@ class AgentConsoleInput(InputChannel):
         _events, current = await self._tracker_events(app, conversation_id)
         lang = self._language(current, info["language"])
         messages = self._bot_back(lang, info["ticket"], closed)
-        events: list[Event] = []
-        if current is not None and current.is_paused():
-            events.append(ConversationResumed())
+        # Rasa's pause follows who holds the conversation (bot/services/holding.py): the bot again, so resumed.
+        events: list[Event] = holding_events(info.get("holder", BOT), current)
         events += [SlotSet("flow_state", {"flow": "survey", "last_ticket": info["ticket"]}), SlotSet("flow", "survey")]
         meta = {"handoff_id": info["handoff_id"], "after_handoff": "closed" if closed else "returned"}
         events += [BotUttered(m["text"], {"buttons": m.get("buttons") or []}, dict(meta)) for m in messages]
@@ -518,6 +523,7 @@ class AgentConsoleInput(InputChannel):
                 desk, handoff = handoff_of(uow, conversation_id)
                 desk.claim(handoff, agent, now)
                 return {"handoff_id": handoff.id, "ticket": handoff.ticket.number, "channel": handoff.channel,
+                        "holder": holder_of(handoff),
                         "language": handoff.language, "agent": agent.name, "agent_display_name": agent.display_name,
                         "claimed_at": now.isoformat()}
 
@@ -528,7 +534,7 @@ class AgentConsoleInput(InputChannel):
             meta = {"agent": info["agent"], "agent_display_name": info["agent_display_name"],
                     "handoff_id": info["handoff_id"]}
             tracker = await self._append(request.app, conversation_id,
-                                         [ConversationPaused(), BotUttered(joined, {}, meta)])
+                                         holding_events(info["holder"], current) + [BotUttered(joined, {}, meta)])
             delivery = await self._deliver(request.app, conversation_id,
                                            tracker.get_latest_input_channel() or info["channel"], [{"text": joined}])
             return ok({"status": "claimed", "handoff_id": info["handoff_id"], "ticket": info["ticket"],
@@ -568,6 +574,7 @@ class AgentConsoleInput(InputChannel):
                 desk, handoff = handoff_of(uow, conversation_id)
                 desk.hand_back(handoff, agent, now)
                 return {"handoff_id": handoff.id, "ticket": handoff.ticket.number, "channel": handoff.channel,
+                        "holder": holder_of(handoff),
                         "language": handoff.language, "conversation_id": conversation_id}
 
             info = await as_agent(request, work)
@@ -584,6 +591,7 @@ class AgentConsoleInput(InputChannel):
                 desk, handoff = handoff_of(uow, conversation_id)
                 desk.close(handoff, agent, now, note=note)
                 return {"handoff_id": handoff.id, "ticket": handoff.ticket.number, "channel": handoff.channel,
+                        "holder": holder_of(handoff),
                         "language": handoff.language, "conversation_id": conversation_id,
                         "ticket_status": handoff.ticket.status}
 
