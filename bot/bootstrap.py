@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,3 +66,33 @@ def bootstrap(settings: Settings | None = None) -> App:
                      if engine.dialect.name == "sqlite" else None)
     return App(settings=settings, engine=engine, sessions=sessions, assistant=Assistant(tools),
                turn_executor=turn_executor)
+
+
+# ------------------------------------------------------------------------------ the Rasa server's process
+# The Rasa server builds its channels itself (credentials.yml: `from_credentials`), so they cannot be handed an App:
+# each asks for the process's one App instead, built on first use (inside the server, never at import).
+_process_app: App | None = None
+_process_lock = threading.Lock()
+
+
+def bootstrap_server(settings: Settings | None = None, sessions=None) -> App:
+    """An App for the Rasa server's process: settings and the records database that its channels and the agent
+    console share. The script runs in the action server, so this one has none (assistant None). `sessions`: a
+    session factory to use instead of a new engine (tests)."""
+    settings = settings or load_settings()
+    if sessions is None:
+        engine = make_engine(settings.database_url)
+        sessions = session_factory(engine)
+        log.info("bootstrapped the Rasa server's records: database %s", engine.url.render_as_string(hide_password=True))
+    else:
+        engine = sessions.kw.get("bind")
+    return App(settings=settings, engine=engine, sessions=sessions, assistant=None)  # type: ignore[arg-type]
+
+
+def process_app() -> App:
+    """The one App of this process (built by `bootstrap_server` on the first call)."""
+    global _process_app
+    with _process_lock:
+        if _process_app is None:
+            _process_app = bootstrap_server()
+        return _process_app

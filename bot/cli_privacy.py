@@ -16,7 +16,7 @@ def _privacy():
     """(settings, unit of work, transcripts) for one command; everything closed afterwards."""
     from bot.services.privacy import Transcripts
     from bot.store.db import UnitOfWork, make_engine, session_factory
-    from bot.tracker_store import default_url
+    from bot.rasa_runtime.tracker_store import default_url
 
     settings = load_settings()
     engine = make_engine(settings.database_url)

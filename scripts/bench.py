@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from bench import conversations as convs  # noqa: E402  (scripts/bench/)
 from bench import load, procs, report  # noqa: E402
 import gitinfo  # noqa: E402  (scripts/gitinfo.py)
-from bench.stacks import (QUIET_ENV, RASA, OurStack, Reference, postgres_tracker_store,  # noqa: E402
+from bench.stacks import (OUR_RASA_SERVER, QUIET_ENV, RASA, OurStack, Reference, postgres_tracker_store,  # noqa: E402
                           project_tracker_store, sqlite_tracker_store)
 
 PG_HOST, PG_PORT, PG_ADMIN_DB, PG_USER = "127.0.0.1", 5432, "test", "postgres"
@@ -57,7 +57,8 @@ def log(msg: str) -> None:
 def train_ours(tmp: Path) -> float:
     out = tmp / "train-out"
     started = time.monotonic()
-    result = subprocess.run([RASA, "train", "--force", "--fixed-model-name", "bench", "--out", str(out),
+    # Trained as `make train` trains (scripts/train_if_changed.py): through the launcher, with bot/rasa_runtime/ applied.
+    result = subprocess.run([*OUR_RASA_SERVER, "train", "--force", "--fixed-model-name", "bench", "--out", str(out),
                              "--config", "config.yml", "--domain", "domain.yml", "--data", "data"], cwd=ROOT,
                             env=dict(os.environ, **QUIET_ENV), stdout=(tmp / "train.log").open("w"),
                             stderr=subprocess.STDOUT, timeout=900)
@@ -217,7 +218,7 @@ OURS_CONFIGS = {
     "postgres": {"records": "postgres", "tracker": "project"},
     "memory": {"records": "sqlite", "tracker": None},
     # For comparison: Rasa's own SQLTrackerStore (type SQL) instead of ours; and everything as it was before the
-    # measured fixes that can be switched off (Rasa's SQLTrackerStore, `rasa run` with JAX, no bot/rasa_speedups.py,
+    # measured fixes that can be switched off (Rasa's SQLTrackerStore, `rasa run` with JAX, no bot/rasa_runtime/speedups.py,
     # the classifier scoring through scikit-learn, the domain sent with every action call). Not switched off: the
     # pooled SQLite connections of the records database (bot/store/db.py).
     "sqlite-rasa-sql": {"records": "sqlite", "tracker": "rasa-sql"},

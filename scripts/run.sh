@@ -42,7 +42,7 @@ for origin in ${ORIGINS//,/ }; do CORS+=("$origin"); done
 ACTIONS_PID=$!
 trap 'kill $ACTIONS_PID 2>/dev/null || true; wait 2>/dev/null || true' EXIT INT TERM
 if [ "${1:-}" = "--shell" ]; then  # `rasa shell` uses the channels in-process: no API token needed
-  "$VENV/bin/rasa" shell --model models/assistant.tar.gz --endpoints "$ENDPOINTS"
+  "$VENV/bin/python" -m bot.serve shell --model models/assistant.tar.gz --endpoints "$ENDPOINTS"  # with bot/rasa_runtime
   exit 0
 fi
 BOT_API_TOKEN_FROM="from the environment"

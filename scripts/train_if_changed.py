@@ -32,9 +32,10 @@ def main() -> int:
         print(f"model is up to date ({MODEL.relative_to(ROOT)}), not retraining")
         return 0
     started = time.monotonic()
-    cmd = [str(Path(sys.executable).parent / "rasa"), "train", "--fixed-model-name", "assistant", "--out", "models",
+    # `rasa train` through the server's launcher (bot/serve.py), so that bot/rasa_runtime/ applies to training too.
+    cmd = [sys.executable, "-m", "bot.serve", "train", "--fixed-model-name", "assistant", "--out", "models",
            "--config", "config.yml", "--domain", "domain.yml", "--data", "data"]
-    print("training:", " ".join(cmd[1:]), flush=True)
+    print("training:", " ".join(cmd[3:]), flush=True)
     result = subprocess.run(cmd, cwd=ROOT)
     if result.returncode != 0:
         return result.returncode

@@ -350,7 +350,6 @@ def test_canned_replies_in_both_languages(stack):
     assert call(stack, "GET", "/api/canned?lang=fr", token=token)[0] == 400
 
 
-@pytest.mark.skipif(not (ROOT / "bot" / "channels" / "telegram.py").exists(), reason="no Telegram channel yet")
 def test_a_telegram_customer_gets_the_agents_words_in_telegram(stack, api):
     chat_id = random.randint(10**8, 10**9)
 

@@ -30,7 +30,8 @@ def test_every_response_has_a_chinese_and_an_english_variation():
             if lang == "en":
                 assert not CJK.search(v["text"]), f"{name}: the en variation contains Chinese"
             for b in v.get("buttons", []):
-                assert bool(CJK.search(b["title"])) == (lang == "zh") or lang is None, f"{name}: button {b}"
+                assert lang in ("zh", "en"), f"{name}: buttons in a variation without a language condition"
+                assert bool(CJK.search(b["title"])) == (lang == "zh"), f"{name}: button {b}"
 
 
 def test_no_channel_specific_variation_can_beat_the_language_ones():

@@ -1,4 +1,4 @@
-"""TensorFlow deferred in the Rasa server (bot/lazy_imports.py, bot/serve.py): not run while our model serves, the
+"""TensorFlow deferred in the Rasa server (bot/rasa_runtime/lazy_imports.py, bot/serve.py): not run while our model serves, the
 real module as soon as anything reads it. Each case runs in a fresh interpreter (an import happens once a process)."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 def run(code: str, defer: str = "1") -> list[str]:
     """`code` in a fresh interpreter prepared as the server launcher prepares it (BOT_DEFER_TENSORFLOW=`defer`)."""
-    prelude = "import sys\nfrom bot import lazy_imports, serve\nserve.prepare()\n"
+    prelude = "import sys\nfrom bot import serve\nfrom bot.rasa_runtime import lazy_imports\nserve.prepare()\n"
     out = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], cwd=ROOT, capture_output=True,
                          text=True, timeout=600, env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3",
                                                           SQLALCHEMY_SILENCE_UBER_WARNING="1",

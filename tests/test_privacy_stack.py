@@ -24,7 +24,7 @@ def stack(tmp_path_factory):
     need_model()
     # The SQL tracker store of endpoints.yml (`make run`): transcripts in $BOT_VAR_DIR/tracker.db.
     stack = Stack(tmp_path_factory.mktemp("privacy"), extra_env={"LOG_LEVEL": "DEBUG"},
-                  endpoints_extra="tracker_store:\n  type: bot.tracker_store.CachingSQLTrackerStore\n")
+                  endpoints_extra="tracker_store:\n  type: bot.rasa_runtime.tracker_store.CachingSQLTrackerStore\n")
     try:
         stack.start()
         yield stack

@@ -1,5 +1,5 @@
-"""bot/rasa_speedups.py changes how fast Rasa works, never what it does: each patched function gives what Rasa's
-own gives, turn after turn of a long conversation kept in one tracker object (as bot/tracker_store.py keeps it),
+"""bot/rasa_runtime/speedups.py changes how fast Rasa works, never what it does: each patched function gives what Rasa's
+own gives, turn after turn of a long conversation kept in one tracker object (as bot/rasa_runtime/tracker_store.py keeps it),
 including restarts, new sessions and undos; and the dialogue policies predict the same with and without them."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from rasa.shared.core.events import (ActionExecuted, ActionReverted, BotUttered,
 from rasa.shared.core.trackers import DialogueStateTracker, EventVerbosity
 from rasa.utils.endpoints import EndpointConfig
 
-from bot import rasa_speedups
+from bot.rasa_runtime import speedups as rasa_speedups
 from bot.settings import ROOT
 from tests.stack import MODEL
 
@@ -143,7 +143,7 @@ def test_speedups_can_be_turned_off():
     import subprocess
     import sys
 
-    code = ("from bot import rasa_speedups; rasa_speedups.apply(); "
+    code = ("from bot.rasa_runtime import speedups as rasa_speedups; rasa_speedups.apply(); "
             "print(len(rasa_speedups.ORIGINALS))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          env=dict(os.environ, BOT_RASA_SPEEDUPS="0", PYTHONPATH=str(ROOT)), timeout=300)
@@ -230,7 +230,7 @@ def test_the_server_launcher_is_rasa_without_jax():
 
     code = ("import sys, runpy; sys.argv = ['rasa', '--version']\n"
             "try:\n    runpy.run_module('bot.serve', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-            "import tensorflow\ntensorflow.constant(1)\n"  # deferred by the launcher (bot/lazy_imports.py): run it
+            "import tensorflow\ntensorflow.constant(1)\n"  # deferred by the launcher (bot/rasa_runtime/lazy_imports.py): run it
             "print('jax' in sys.modules and sys.modules['jax'] is not None)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
                          env=dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3"))

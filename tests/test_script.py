@@ -109,7 +109,7 @@ def test_chinese_complaint_goes_through_all_six_steps(tools):
     out = chat.say("对", "affirm")
     assert "型号" in joined(out)  # product and symptom were said while venting: not asked again
     out = chat.say("不知道", "inform")
-    assert "购买" in joined(out) or "订单号" in joined(out)
+    assert "购买" in joined(out) and "订单号" in joined(out)  # the purchase date, or the order number
     out = chat.say("订单号是JD240512345678", "inform")
     # An order number alone never links a customer (issue 18): the phone is asked, and the one on the order links it.
     assert "手机" in joined(out) and "王芳" not in joined(out) and "13812345678" not in joined(out)
@@ -163,7 +163,7 @@ def test_english_complaint_goes_through_all_six_steps(tools):
     out = chat.say("yes exactly", "affirm")
     assert "model" in joined(out).lower()
     out = chat.say("XQG100-HBD14126L", "inform")
-    assert "buy" in joined(out).lower() or "order" in joined(out).lower()
+    assert "buy" in joined(out).lower() and "order" in joined(out).lower()
     out = chat.say("TM2026101500123", "inform")
     # No phone given yet: what was bought is taken from the order, who bought it only with the phone on it
     # (issue 18: an order number alone never links a customer).
@@ -229,7 +229,7 @@ def test_gas_smell_gets_safety_advice_and_a_supervisor_at_once(tools):
     # ... and the conversation is in the agents' queue at once, the customer told when a person comes
     [entry] = queue_entries(tools)
     assert (entry.conversation_id, entry.reason) == ("gas", "safety")
-    assert "回电" in out[1] or "排在" in out[1]
+    assert "回电" in out[1] and "排在" not in out[1]  # nobody signed in at the desk: a call back, not a queue place
 
 
 def test_second_rejection_escalates_to_a_person(tools):
@@ -271,7 +271,7 @@ def test_bad_purchase_date_and_unknown_order_get_clear_answers(tools):
     chat.say("对的", "affirm")
     chat.say("WQP12-7201", "inform")
     out = chat.say("明年3月买的", "inform")
-    assert "不能晚于今天" in joined(out) or "没看懂" in joined(out)
+    assert "不能晚于今天" in joined(out)
     out = chat.say("订单号 JD999999999999", "inform")
     assert "没有查到" in joined(out)
     ticket = chat.ticket()
@@ -323,7 +323,7 @@ def test_status_lookup_protects_other_customers(tools):
 def test_bad_input_gets_a_clear_answer(tools, text, expected_key):
     chat = Chat(tools, f"bad-{expected_key}")
     out = chat.say(text, "nlu_fallback" if text else None)
-    assert tools.texts.get(expected_key, "zh") in joined(out) or tools.texts.get(expected_key, "en") in joined(out)
+    assert tools.texts.get(expected_key, "zh") in joined(out)  # nothing to tell the language by: Chinese first
 
 
 def test_a_huge_message_is_kept_whole(tools):
@@ -454,9 +454,9 @@ def test_reschedule_and_cancel_by_conversation(tools):
 def test_a_stranger_cannot_cancel_someone_elses_visit(tools):
     stranger = Chat(tools, "stranger-cancel")
     out = stranger.say("取消SV-20261122-0001的上门", "cancel_visit")
-    assert "手机号" in joined(out) or "对不上" in joined(out)
+    assert "对不上" in joined(out)
     out = stranger.say("13900001111", "inform")
-    assert "取消" not in joined(out) or "对不上" in joined(out)
+    assert "取消" not in joined(out)
 
 
 def test_installation_before_delivery_is_refused_and_after_delivery_is_booked(tools):

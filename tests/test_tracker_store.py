@@ -1,4 +1,4 @@
-"""bot/tracker_store.py: the SQL tracker store that keeps conversations in memory stores exactly what Rasa's
+"""bot/rasa_runtime/tracker_store.py: the SQL tracker store that keeps conversations in memory stores exactly what Rasa's
 SQLTrackerStore stores, and never hands out a tracker that differs from the database."""
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from rasa.shared.core.trackers import EventVerbosity
 from sqlalchemy import create_engine, text
 
 from bot.settings import ROOT
-from bot.tracker_store import CachingSQLTrackerStore, default_url
-from tests.conftest import PG_URL, postgres_available
+from bot.rasa_runtime.tracker_store import CachingSQLTrackerStore, default_url
+from tests.conftest import PG_URL, need_postgres
 
 DOMAIN = Domain.load(str(ROOT / "domain.yml"))
 
@@ -215,9 +215,7 @@ def test_where_the_conversations_go_is_chosen_by_the_environment(tmp_path):
 @pytest.fixture
 def pg_admin(monkeypatch):
     """An engine on the test database, with Rasa's tables going to a fresh schema (dropped afterwards)."""
-    why = postgres_available()
-    if why:
-        pytest.skip(why)
+    need_postgres()
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_URL, future=True)
     with admin.begin() as conn:

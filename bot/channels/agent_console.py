@@ -36,7 +36,7 @@ from urllib.parse import unquote
 
 import yaml
 from rasa.core.channels.channel import InputChannel, UserMessage
-from rasa.shared.core.events import BotUttered, ConversationPaused, ConversationResumed, Event, SlotSet
+from rasa.shared.core.events import BotUttered, Event, SlotSet
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
@@ -44,6 +44,7 @@ from sanic.response import HTTPResponse
 from bot.channels.agent_desk import add_desk_routes, desk_openapi_paths
 from bot.flows import after_handoff
 from bot.services.handoff import HTTP_STATUS, HandoffError
+from bot.services.holding import BOT, holder_of, tracker_events
 
 log = logging.getLogger(__name__)
 
@@ -76,21 +77,28 @@ class Unauthorised(Exception):
     pass
 
 
+def holding_events(holder: str, tracker) -> list[Event]:
+    """The tracker events that make Rasa's pause agree with who holds the conversation (bot/services/holding.py)."""
+    paused = tracker is not None and tracker.is_paused()
+    return [Event.from_parameters(e) for e in tracker_events(holder, paused)]
+
+
 # ---------------------------------------------------------------------------------------------- the database side
 class ConsoleBackend:
     """Settings, database, desk rules, warranty policy, texts and canned replies; built on first use."""
 
-    def __init__(self, settings=None):
+    def __init__(self, settings=None, app=None):
+        """`app`: the process's App (bot/bootstrap.py) unless given; `settings` alone: an App of its own (tests)."""
+        from bot.bootstrap import bootstrap_server, process_app
         from bot.services.handoff import load_desk
         from bot.services.takeover import load_takeover
         from bot.services.warranty import load_policy
-        from bot.settings import load_settings
-        from bot.store.db import make_engine, session_factory
         from bot.texts import load_texts
 
-        self.settings = settings or load_settings()
-        self.engine = make_engine(self.settings.database_url)
-        self.sessions = session_factory(self.engine)
+        self.app = app or (bootstrap_server(settings) if settings is not None else process_app())
+        self.settings = self.app.settings
+        self.engine = self.app.engine
+        self.sessions = self.app.sessions
         self.desk_config = load_desk(self.settings.seed_dir / "desk.yml")
         self.policy = load_policy(self.settings.policy_path)
         self.texts = load_texts()
@@ -98,9 +106,7 @@ class ConsoleBackend:
         self.takeover = load_takeover(self.settings.seed_dir / "desk.yml")  # issue 16: the greeting setting
 
     def uow(self):
-        from bot.store.db import UnitOfWork
-
-        return UnitOfWork(self.sessions)
+        return self.app.uow()
 
     def desk(self, session):
         from bot.services.handoff import HandoffDesk
@@ -287,9 +293,8 @@ class AgentConsoleInput(InputChannel):
         lang = self._language(current, info["language"])
         back = after_handoff(self.backend.texts, info["ticket"], lang, closed)  # the script says what comes next
         messages = [dict(m.as_dict(), speaker="assistant") for m in back.messages]  # the widget marks who speaks
-        events: list[Event] = []
-        if current is not None and current.is_paused():
-            events.append(ConversationResumed())
+        # Rasa's pause follows who holds the conversation (bot/services/holding.py): the bot again, so resumed.
+        events: list[Event] = holding_events(info.get("holder", BOT), current)
         events += [SlotSet("flow_state", back.state), SlotSet("flow", back.flow)]
         meta = {"handoff_id": info["handoff_id"], "after_handoff": "closed" if closed else "returned"}
         events += [BotUttered(m["text"], {"buttons": m.get("buttons") or []}, dict(meta)) for m in messages]
@@ -532,6 +537,7 @@ class AgentConsoleInput(InputChannel):
                 desk, handoff = handoff_of(uow, conversation_id)
                 desk.claim(handoff, agent, now)
                 return {"handoff_id": handoff.id, "ticket": handoff.ticket.number, "channel": handoff.channel,
+                        "holder": holder_of(handoff),
                         "language": handoff.language, "agent": agent.name, "agent_display_name": agent.display_name,
                         "agent_names": agent_names(agent), "claimed_at": now.isoformat()}
 
@@ -545,7 +551,7 @@ class AgentConsoleInput(InputChannel):
                 joined = backend().texts.get("agent_joined", lang, agent=name)
             meta = {"agent": info["agent"], "agent_display_name": name, "handoff_id": info["handoff_id"],
                     "greeting": True}
-            tracker = await self._append(request.app, conversation_id, [ConversationPaused()]
+            tracker = await self._append(request.app, conversation_id, holding_events(info["holder"], current)
                                          + ([BotUttered(joined, {}, meta)] if joined else []))
             channel = tracker.get_latest_input_channel() or info["channel"]
             await self._push_presence(request.app, conversation_id, channel, {"state": "agent", "agent_name": name})
@@ -593,6 +599,7 @@ class AgentConsoleInput(InputChannel):
                 desk, handoff = handoff_of(uow, conversation_id)
                 desk.hand_back(handoff, agent, now)
                 return {"handoff_id": handoff.id, "ticket": handoff.ticket.number, "channel": handoff.channel,
+                        "holder": holder_of(handoff),
                         "language": handoff.language, "conversation_id": conversation_id}
 
             info = await as_agent(request, work)
@@ -609,6 +616,7 @@ class AgentConsoleInput(InputChannel):
                 desk, handoff = handoff_of(uow, conversation_id)
                 desk.close(handoff, agent, now, note=note)
                 return {"handoff_id": handoff.id, "ticket": handoff.ticket.number, "channel": handoff.channel,
+                        "holder": holder_of(handoff),
                         "language": handoff.language, "conversation_id": conversation_id,
                         "ticket_status": handoff.ticket.status}
 

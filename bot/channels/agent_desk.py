@@ -134,14 +134,10 @@ def add_desk_routes(bp: Blueprint, backend: Callable, as_agent: Callable, ok: Ca
     @bp.route("/api/engineers", methods=["GET"])
     @guarded
     async def desk_engineers(request: Request):
-        from sqlalchemy import select
-
-        from bot.store.models import Engineer
+        from bot.services.records import engineers_json
 
         def work(uow, agent, now):
-            rows = uow.session.execute(select(Engineer).order_by(Engineer.code)).scalars()
-            return {"items": [{"code": e.code, "name": {"zh": e.name_zh, "en": e.name_en}, "city": e.city}
-                              for e in rows]}
+            return engineers_json(uow)
 
         return ok(await as_agent(request, work))
 

@@ -53,6 +53,7 @@ from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, 
 from bot.channels.config import settings_reader
 from bot.cluster import BUSY, DONE, OnceOnly
 from bot.channels.guard import Guard
+from bot.channels.records import ChannelRecords
 from bot.services.conversation import conversation_id, sender_of
 
 log = logging.getLogger(__name__)
@@ -308,7 +309,7 @@ class TelegramOutput(OutputChannel):
 
 
 # ---------------------------------------------------------------------------------------------- input
-class TelegramInput(InputChannel):
+class TelegramInput(ChannelRecords, InputChannel):
     """Telegram webhook -> Rasa. Text and button presses become user messages; photos and documents are stored
     on the conversation's ticket (bot/services/attachments.py)."""
 
@@ -326,7 +327,6 @@ class TelegramInput(InputChannel):
         self._warned = False
         # update_ids already taken: shared through Redis in the cluster profile (bot/cluster.py), else this process's
         self._seen = OnceOnly("telegram-" + (self.config.token or "").split(":", 1)[0], memory=SEEN_UPDATES)
-        self._store = None  # (settings, session factory), built on first attachment
         self._var_dir = var_dir
         self.guard = Guard()
         if not self.config.configured:
@@ -494,25 +494,10 @@ class TelegramInput(InputChannel):
             log.debug("telegram: could not read the language slot of %s", chat_id, exc_info=True)
         return language_of(user, slot)
 
-    def _stores(self):
-        if self._store is None:
-            from bot.settings import load_settings
-            from bot.store.db import make_engine, session_factory
-
-            settings = load_settings()
-            self._store = (settings, session_factory(make_engine(settings.database_url)))
-        return self._store
-
     def _save(self, *, chat_id: int, data: bytes, mime_type: str | None, filename: str | None,
               language: str) -> str:
-        from bot.services.attachments import store_attachment
-        from bot.store.db import UnitOfWork
-
-        settings, sessions = self._stores()
-        with UnitOfWork(sessions) as uow:
-            return store_attachment(uow, settings, conversation_id=conversation_id("telegram", chat_id), channel=self.name(), data=data,
-                                    mime_type=mime_type, filename=filename, language=language,
-                                    now=datetime.now(timezone.utc), var_dir=self._var_dir)
+        return self.save_file(conversation_id("telegram", chat_id), data=data, mime_type=mime_type,
+                              filename=filename, language=language)
 
     async def _attachment(self, message: Message, chat_id: int, user: User | None, request: Request | None) -> None:
         from bot.services.attachments import ALLOWED_TYPES, MAX_BYTES, AttachmentError, normalise_mime

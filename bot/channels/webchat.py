@@ -62,6 +62,7 @@ from sanic.response import HTTPResponse
 from socketio import AsyncServer
 
 from bot.channels.guard import Guard, guess_language
+from bot.channels.records import ChannelRecords
 from bot.channels.rest import body_too_large, client_address
 from bot.cluster import socketio_manager
 from bot.services.conversation import conversation_id, sender_of
@@ -239,7 +240,7 @@ class WebChatOutput(SocketIOOutput):
         await self.sio.emit(self.bot_message_evt, response, room=sender_of("webchat", socket_id))
 
 
-class WebChatInput(SocketIOInput):
+class WebChatInput(ChannelRecords, SocketIOInput):
     """Rasa's socket.io channel with the enter_room fix, checked session ids, the widget and photo uploads."""
 
     @classmethod
@@ -249,7 +250,6 @@ class WebChatInput(SocketIOInput):
     def __init__(self, *args: Any, var_dir: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._var_dir = var_dir
-        self._store = None  # (settings, session factory), built on first use
         self._static: Dict[str, bytes] = {}
         self.guard = Guard()
 
@@ -265,46 +265,22 @@ class WebChatInput(SocketIOInput):
         return self._static[name]
 
     # ------------------------------------------------------------------------------------------ records
-    def _stores(self):
-        if self._store is None:
-            from bot.settings import load_settings
-            from bot.store.db import make_engine, session_factory
-
-            settings = load_settings()
-            self._store = (settings, session_factory(make_engine(settings.database_url)))
-        return self._store
-
     def _save_photo(self, *, session_id: str, data: bytes, mime_type: str, filename: str | None,
                     language: str) -> str:
-        from bot.services.attachments import store_attachment
-        from bot.store.db import UnitOfWork
-
-        settings, sessions = self._stores()
-        with UnitOfWork(sessions) as uow:
-            return store_attachment(uow, settings, conversation_id=conversation_id("webchat", session_id), channel=self.name(), data=data,
-                                    mime_type=mime_type, filename=filename, language=language,
-                                    now=datetime.now(timezone.utc), var_dir=self._var_dir)
+        return self.save_file(conversation_id("webchat", session_id), data=data, mime_type=mime_type,
+                              filename=filename, language=language)
 
     def _photos(self, session_id: str, language: str) -> List[Dict[str, Any]]:
         """Photos sent through the web chat in this conversation, for the history."""
-        from sqlalchemy import select
-
-        from bot.services.tickets import as_utc
-        from bot.store.db import UnitOfWork
-        from bot.store.models import Attachment, Ticket
+        from bot.services.attachments import photo_history
         from bot.texts import load_texts
 
         texts = load_texts()
-        _settings, sessions = self._stores()
-        with UnitOfWork(sessions) as uow:
-            rows = uow.session.execute(
-                select(Attachment.created_at, Ticket.number).join(Ticket, Attachment.ticket_id == Ticket.id)
-                .where(Ticket.conversation_id == conversation_id("webchat", session_id),
-                       Attachment.channel == self.name())
-                .order_by(Attachment.id)).all()
+        with self.app.uow() as uow:
+            rows = photo_history(uow, conversation_id=conversation_id("webchat", session_id), channel=self.name())
         label = "照片" if language == "zh" else "Photo"
-        return [{"at": as_utc(created).timestamp(), "label": label,
-                 "ack": texts.get("attachment_saved", language, number=number)} for created, number in rows]
+        return [{"at": at, "label": label, "ack": texts.get("attachment_saved", language, number=number)}
+                for at, number in rows]
 
     def _presence(self, session_id: str, language: str) -> Dict[str, Any]:
         from bot.services.takeover import presence_in
@@ -322,10 +298,8 @@ class WebChatInput(SocketIOInput):
 
     def _held_shown(self, session_id: str) -> int:
         from bot.services.outbox import mark_held_delivered
-        from bot.store.db import UnitOfWork
 
-        _settings, sessions = self._stores()
-        with UnitOfWork(sessions) as uow:
+        with self.app.uow() as uow:
             shown = mark_held_delivered(uow.session, conversation_id("webchat", session_id), datetime.now(timezone.utc))
             uow.commit()
         return shown

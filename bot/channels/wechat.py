@@ -46,6 +46,7 @@ from wechatpy.parser import parse_message
 from wechatpy.utils import WeChatSigner
 
 from bot.channels.config import settings_reader
+from bot.channels.records import ChannelRecords
 from bot.services import wechat as store
 from bot.services.conversation import conversation_id
 
@@ -137,22 +138,23 @@ class WeChatStore:
 
     def __init__(self, sessions=None):
         self._sessions = sessions
-        self._settings = None
+        self._records = None
+
+    @property
+    def records(self):
+        """The process's App (bot/bootstrap.py), or one over the session factory given."""
+        if self._records is None:
+            from bot.bootstrap import bootstrap_server, process_app
+
+            self._records = process_app() if self._sessions is None else bootstrap_server(sessions=self._sessions)
+        return self._records
 
     @property
     def settings(self):
-        if self._settings is None:
-            from bot.settings import load_settings
-
-            self._settings = load_settings()
-        return self._settings
+        return self.records.settings
 
     def uow(self):
-        from bot.store.db import UnitOfWork, make_engine, session_factory
-
-        if self._sessions is None:
-            self._sessions = session_factory(make_engine(self.settings.database_url))
-        return UnitOfWork(self._sessions)
+        return self.records.uow()
 
     async def run(self, work: Callable[..., Any], *args: Any, commit: bool = True) -> Any:
         """`work(uow, *args)` in a worker thread, committed: the Rasa server's event loop never waits on the
@@ -404,7 +406,7 @@ def signature_ok(token: str, signature: str, timestamp: str, nonce: str) -> bool
     return hmac.compare_digest(signer.signature, signature or "")
 
 
-class WeChatInput(InputChannel):
+class WeChatInput(ChannelRecords, InputChannel):
     """WeChat pushes -> Rasa. Text, menu clicks, voice with recognition text and locations become user messages;
     images are stored on the conversation's ticket (bot/services/attachments.py); subscribing greets."""
 
@@ -590,14 +592,14 @@ class WeChatInput(InputChannel):
         text = self._texts().get(key, await self._language(openid), **values)
         await self.output.send_text_message(openid, text)
 
-    def _save(self, openid: str, data: bytes, mime_type: str | None, language: str) -> str:
-        from bot.services.attachments import store_attachment
+    @property
+    def app(self):
+        """The records the deliverer uses (a session factory given to the channel, else the process's App)."""
+        return self.deliverer.db.records if self.deliverer is not None else ChannelRecords.app.fget(self)
 
-        db = self.deliverer.db
-        with db.uow() as uow:
-            return store_attachment(uow, db.settings, conversation_id=conversation_id("wechat", openid),
-                                    channel=self.name(), data=data, mime_type=mime_type, filename=None,
-                                    language=language, now=datetime.now(timezone.utc), var_dir=self._var_dir)
+    def _save(self, openid: str, data: bytes, mime_type: str | None, language: str) -> str:
+        return self.save_file(conversation_id("wechat", openid), data=data, mime_type=mime_type, filename=None,
+                              language=language)
 
     async def _image(self, openid: str, media_id: str) -> None:
         from bot.services.attachments import AttachmentError

@@ -488,7 +488,7 @@ class _Scan:
     def run(self) -> "_Scan":
         for m in _GREETING.finditer(self.t.s):
             self.t.blank(*m.span())
-        self._exclusions()
+        _scan_exclusions(self)
         self._each(_COUNT_CN, self._count_cn)
         self._each(_COUNT_CN_GUO, self._count_cn_guo)
         for p in _COUNT_EN:
@@ -522,10 +522,10 @@ class _Scan:
         self._each(_WEEK_EN, self._week)
         self._each(_PART_CN, self._part)
         self._each(_PART_EN, self._part)
-        self._clock_times()
+        _scan_clock_times(self)
         self.anchors.sort(key=lambda k: k.s)
-        self._merge_week_weekday()
-        self._deadlines()
+        _scan_merge_week_weekday(self)
+        _scan_deadlines(self)
         return self
 
     def _each(self, pat: re.Pattern, fn) -> None:
@@ -538,37 +538,6 @@ class _Scan:
             if got:
                 span = got if isinstance(got, tuple) else m.span()
                 self.t.blank(*span)
-
-    # -- exclusions
-    def _exclusions(self) -> None:
-        for pat in _EXCL:
-            for m in list(pat.finditer(self.t.s)):
-                if self.t.s[m.start():m.end()] != m.group(0):
-                    continue
-                days: set[int] = set()
-                lst = m.group("l")
-                prev, prev_end = None, 0
-                for w in _WD_ANY.finditer(lst):
-                    cur = None
-                    if w.group("c"):
-                        cur = _WD_CN_IDX[w.group("c")]
-                    elif w.group("we"):
-                        days |= {5, 6}
-                    elif w.group("wk"):
-                        days |= {0, 1, 2, 3, 4}
-                    else:
-                        cur = _WD_EN_IDX[w.group("e")[:3]]
-                    if cur is not None:
-                        days.add(cur)
-                        # "周一到周三不行", "mon-wed is bad": the whole run of days
-                        if prev is not None and re.search(r"[到至~-]|\bto\b|\bthrough\b",
-                                                          lst[prev_end:w.start()]):
-                            days |= {(prev + n) % 7 for n in range((cur - prev) % 7 + 1)}
-                    prev, prev_end = cur, w.end()
-                if days:
-                    self.excluded |= days
-                    self.excl_toks.append(_Tok("excl", m.start(), m.end()))
-                    self.t.blank(*m.span())
 
     # -- relative counts
     def _count(self, m, n, unit: str, sign: int, within: bool = False):
@@ -872,7 +841,7 @@ class _Scan:
         if p == "midnight":
             self.times.append(_Tok("time", m.start(), m.end(), q="exact", h=24, mi=0, ap=None,
                                    lit=True, part=None))
-            self._qualify(self.times[-1])
+            _scan_qualify(self, self.times[-1])
             return True
         if p not in _PART_OF and p.endswith("s"):
             p = p[:-1]
@@ -885,7 +854,7 @@ class _Scan:
                 tok = _Tok("time", pre.start(), end, q="exact", h=12, mi=0, ap=None, lit=True,
                            part=None)
                 self.times.append(tok)
-                self._qualify(tok)
+                _scan_qualify(self, tok)
                 return (pre.start(), end)
         # "中午之前", "before noon", "after lunch": the part's edge as a clock time
         suf = re.match(r"^\s*(?P<q>之前|以前|前(?!后)|之后|以后|后(?!天))", s[end:])
@@ -902,183 +871,220 @@ class _Scan:
         self.parts.append(_Tok("part", start, end, part=part))
         return True
 
-    # -- clock times
-    def _clock_times(self) -> None:
-        s = self.t.s
-        atoms: list[_Tok] = []
-        for m in _TIME_STRONG.finditer(s):
-            g = m.groupdict()
-            if g["h1"] is not None:
-                h = _num(g["h1"])
-                if h is None:
-                    continue
-                # "快一点", "早一点", "晚一点" = "a bit faster/earlier/later", not 1 o'clock
-                if g["h1"] == "一" and m.start() > 0 and s[m.start() - 1] in "快早晚慢多少好有差大小高低远近稍再":
-                    continue
-                mi = 30 if g["half1"] else (15 * (_num(g["q1"]) or 0) if g["q1"] else _num(g["m1"]) or 0)
-                if g["m1"] is not None and _num(g["m1"]) is None:
-                    continue
-                atoms.append(_Tok("time", m.start(), m.end(), h=h, mi=mi, ap=None,
-                                  lit=h > 12, strong=True))
-            elif g["h2"] is not None:
-                h = int(g["h2"])
-                atoms.append(_Tok("time", m.start(), m.end(), h=h, mi=int(g["m2"]), ap=g["ap2"],
-                                  lit=g["h2"].startswith("0") or h > 12, strong=True))
-            elif g["h3"] is not None:
-                atoms.append(_Tok("time", m.start(), m.end(), h=_num(g["h3"]),
-                                  mi=int(g["m3"] or 0), ap=g["ap3"], lit=False, strong=True))
-            elif g["h4"] is not None:
-                atoms.append(_Tok("time", m.start(), m.end(), h=_num(g["h4"]), mi=0, ap=None,
-                                  lit=False, strong=True))
-            else:
-                h = _num(g["h5"])
-                frac = 30 if g["fr5"] == "half" else 15
-                if g["rel5"] in ("to", "till"):
-                    h, mi = h - 1, 60 - frac
+
+# --------------------------------------------------------------------------- passes of a scan over its tokens
+# (functions of the scan, so that _Scan keeps to its matchers)
+
+def _scan_exclusions(sc) -> None:
+    for pat in _EXCL:
+        for m in list(pat.finditer(sc.t.s)):
+            if sc.t.s[m.start():m.end()] != m.group(0):
+                continue
+            days: set[int] = set()
+            lst = m.group("l")
+            prev, prev_end = None, 0
+            for w in _WD_ANY.finditer(lst):
+                cur = None
+                if w.group("c"):
+                    cur = _WD_CN_IDX[w.group("c")]
+                elif w.group("we"):
+                    days |= {5, 6}
+                elif w.group("wk"):
+                    days |= {0, 1, 2, 3, 4}
                 else:
-                    mi = frac
-                atoms.append(_Tok("time", m.start(), m.end(), h=h, mi=mi, ap=None, lit=False,
-                                  strong=True))
-        for a in atoms:
-            self.t.blank(a.s, a.e)
-        s = self.t.s
-        weak: list[_Tok] = []
-        for m in _TIME_WEAK.finditer(s):
-            h = _num(m.group("h"))
+                    cur = _WD_EN_IDX[w.group("e")[:3]]
+                if cur is not None:
+                    days.add(cur)
+                    # "周一到周三不行", "mon-wed is bad": the whole run of days
+                    if prev is not None and re.search(r"[到至~-]|\bto\b|\bthrough\b",
+                                                      lst[prev_end:w.start()]):
+                        days |= {(prev + n) % 7 for n in range((cur - prev) % 7 + 1)}
+                prev, prev_end = cur, w.end()
+            if days:
+                sc.excluded |= days
+                sc.excl_toks.append(_Tok("excl", m.start(), m.end()))
+                sc.t.blank(*m.span())
+
+
+def _scan_clock_times(sc) -> None:
+    s = sc.t.s
+    atoms: list[_Tok] = []
+    for m in _TIME_STRONG.finditer(s):
+        g = m.groupdict()
+        if g["h1"] is not None:
+            h = _num(g["h1"])
             if h is None:
                 continue
-            weak.append(_Tok("time", m.start(), m.end(), h=h, mi=0, ap=None, lit=h > 12,
-                             strong=False))
-        # keep weak atoms only when linked to a strong one ("3-5点", "2 to 4pm") or after "at/by ..."
-        keep = []
-        for w in weak:
-            linked = any(_CONNECT.match(_gap(s, w, a) or "x") and (w.e <= a.s) for a in atoms)
-            if linked or _WEAK_PREFIX.search(s[:w.s]):
+            # "快一点", "早一点", "晚一点" = "a bit faster/earlier/later", not 1 o'clock
+            if g["h1"] == "一" and m.start() > 0 and s[m.start() - 1] in "快早晚慢多少好有差大小高低远近稍再":
+                continue
+            mi = 30 if g["half1"] else (15 * (_num(g["q1"]) or 0) if g["q1"] else _num(g["m1"]) or 0)
+            if g["m1"] is not None and _num(g["m1"]) is None:
+                continue
+            atoms.append(_Tok("time", m.start(), m.end(), h=h, mi=mi, ap=None,
+                              lit=h > 12, strong=True))
+        elif g["h2"] is not None:
+            h = int(g["h2"])
+            atoms.append(_Tok("time", m.start(), m.end(), h=h, mi=int(g["m2"]), ap=g["ap2"],
+                              lit=g["h2"].startswith("0") or h > 12, strong=True))
+        elif g["h3"] is not None:
+            atoms.append(_Tok("time", m.start(), m.end(), h=_num(g["h3"]),
+                              mi=int(g["m3"] or 0), ap=g["ap3"], lit=False, strong=True))
+        elif g["h4"] is not None:
+            atoms.append(_Tok("time", m.start(), m.end(), h=_num(g["h4"]), mi=0, ap=None,
+                              lit=False, strong=True))
+        else:
+            h = _num(g["h5"])
+            frac = 30 if g["fr5"] == "half" else 15
+            if g["rel5"] in ("to", "till"):
+                h, mi = h - 1, 60 - frac
+            else:
+                mi = frac
+            atoms.append(_Tok("time", m.start(), m.end(), h=h, mi=mi, ap=None, lit=False,
+                              strong=True))
+    for a in atoms:
+        sc.t.blank(a.s, a.e)
+    s = sc.t.s
+    weak: list[_Tok] = []
+    for m in _TIME_WEAK.finditer(s):
+        h = _num(m.group("h"))
+        if h is None:
+            continue
+        weak.append(_Tok("time", m.start(), m.end(), h=h, mi=0, ap=None, lit=h > 12,
+                         strong=False))
+    # keep weak atoms only when linked to a strong one ("3-5点", "2 to 4pm") or after "at/by ..."
+    keep = []
+    for w in weak:
+        linked = any(_CONNECT.match(_gap(s, w, a) or "x") and (w.e <= a.s) for a in atoms)
+        if linked or _WEAK_PREFIX.search(s[:w.s]):
+            keep.append(w)
+    # "between 2 and 4", "from 9 to 11": the second bare number follows a kept one
+    for w in weak:
+        if w in keep:
+            continue
+        for k in list(keep):
+            if k.e <= w.s and re.match(r"^\s*(?:and|to|-|~|till|until|到|至)\s*$", s[k.e:w.s]) \
+                    and re.search(r"\b(?:between|from)\s*$|(?:从|在)\s*$", s[:k.s]):
                 keep.append(w)
-        # "between 2 and 4", "from 9 to 11": the second bare number follows a kept one
-        for w in weak:
-            if w in keep:
-                continue
-            for k in list(keep):
-                if k.e <= w.s and re.match(r"^\s*(?:and|to|-|~|till|until|到|至)\s*$", s[k.e:w.s]) \
-                        and re.search(r"\b(?:between|from)\s*$|(?:从|在)\s*$", s[:k.s]):
-                    keep.append(w)
-                    break
-        for w in keep:
-            self.t.blank(w.s, w.e)
-        allatoms = sorted(atoms + keep, key=lambda k: k.s)
-        # weak atoms joined by "and" after "between": "between 2 and 4"
-        s = self.t.s
-        self._attach_parts(allatoms)
-        used: set[int] = set()
-        for i in range(len(allatoms) - 1):
-            a, b = allatoms[i], allatoms[i + 1]
-            if i in used:
-                continue
-            gap = _gap(s, a, b)
-            if gap is None or not _CONNECT.match(gap):
-                continue
-            if gap.strip() == "and" and not re.search(r"\bbetween\s*$", s[:a.s]):
-                continue
-            if not (a.v["strong"] or b.v["strong"] or re.search(r"\b(?:between|from)\s*$", s[:a.s])):
-                continue
-            used |= {i, i + 1}
-            if b.v["ap"] and not a.v["ap"] and not a.v["lit"]:
-                a.v["ap"] = b.v["ap"] if (a.v["h"] % 12) <= (b.v["h"] % 12) else \
-                    ("am" if b.v["ap"] == "pm" else "pm")
-            if a.v["part"] is None and b.v["part"] is not None:
-                a.v["part"] = b.v["part"]
-            if b.v["part"] is None and a.v["part"] is not None:
-                b.v["part"] = a.v["part"]
-            tok = _Tok("time", a.s, b.e, q="between", a=a, b=b, part=a.v["part"])
-            pre = re.search(r"\b(?:between|from)\s*$|(?:从|在)\s*$", s[:a.s])
-            if pre:
-                tok.s = pre.start()
-            suf = re.match(r"^\s*(?:之间|中间|这段时间)", s[b.e:])
-            if suf:
-                tok.e = b.e + suf.end()
-            self.times.append(tok)
-            self.t.blank(tok.s, tok.e)
-        for i, a in enumerate(allatoms):
-            if i in used:
-                continue
-            if not a.v["strong"] and not _WEAK_PREFIX.search(s[:a.s]):
-                continue
-            a.v["q"] = "exact"
-            self._qualify(a)
-            self.times.append(a)
-            self.t.blank(a.s, a.e)
-
-    def _attach_parts(self, atoms: list[_Tok]) -> None:
-        s = self.t.s
-        for a in atoms:
-            a.v.setdefault("part", None)
-            best = None
-            for p in self.parts:
-                if p.e <= a.s and _GAP_ATTACH.match(s[p.e:a.s]):
-                    best = p
-                elif a.e <= p.s and best is None and re.match(r"^\s*(?:in\s+the|at|in)?\s*$", s[a.e:p.s]):
-                    best = p
-            if best is not None:
-                a.v["part"] = best.v["part"]
-                best.v["meridiem"] = True
-
-    def _qualify(self, tok: _Tok) -> None:
-        s = self.t.s
-        suf = _SUFFIX_Q.match(s[tok.e:])
-        pre = _PREFIX_EN_Q.search(s[:tok.s])
-        q = None
-        if suf:
-            q = _Q_KIND[re.sub(r"\s+", " ", suf.group("q"))]
-            tok.e += suf.end()
+                break
+    for w in keep:
+        sc.t.blank(w.s, w.e)
+    allatoms = sorted(atoms + keep, key=lambda k: k.s)
+    # weak atoms joined by "and" after "between": "between 2 and 4"
+    s = sc.t.s
+    _scan_attach_parts(sc, allatoms)
+    used: set[int] = set()
+    for i in range(len(allatoms) - 1):
+        a, b = allatoms[i], allatoms[i + 1]
+        if i in used:
+            continue
+        gap = _gap(s, a, b)
+        if gap is None or not _CONNECT.match(gap):
+            continue
+        if gap.strip() == "and" and not re.search(r"\bbetween\s*$", s[:a.s]):
+            continue
+        if not (a.v["strong"] or b.v["strong"] or re.search(r"\b(?:between|from)\s*$", s[:a.s])):
+            continue
+        used |= {i, i + 1}
+        if b.v["ap"] and not a.v["ap"] and not a.v["lit"]:
+            a.v["ap"] = b.v["ap"] if (a.v["h"] % 12) <= (b.v["h"] % 12) else \
+                ("am" if b.v["ap"] == "pm" else "pm")
+        if a.v["part"] is None and b.v["part"] is not None:
+            a.v["part"] = b.v["part"]
+        if b.v["part"] is None and a.v["part"] is not None:
+            b.v["part"] = a.v["part"]
+        tok = _Tok("time", a.s, b.e, q="between", a=a, b=b, part=a.v["part"])
+        pre = re.search(r"\b(?:between|from)\s*$|(?:从|在)\s*$", s[:a.s])
         if pre:
-            k = re.sub(r"\s+", " ", pre.group("q"))
-            if q is None or k not in ("at", "@", "在"):
-                q = q or _Q_KIND.get(k, "exact")
             tok.s = pre.start()
-        if q:
-            tok.v["q"] = q
+        suf = re.match(r"^\s*(?:之间|中间|这段时间)", s[b.e:])
+        if suf:
+            tok.e = b.e + suf.end()
+        sc.times.append(tok)
+        sc.t.blank(tok.s, tok.e)
+    for i, a in enumerate(allatoms):
+        if i in used:
+            continue
+        if not a.v["strong"] and not _WEAK_PREFIX.search(s[:a.s]):
+            continue
+        a.v["q"] = "exact"
+        _scan_qualify(sc, a)
+        sc.times.append(a)
+        sc.t.blank(a.s, a.e)
 
-    # -- merges
-    def _merge_week_weekday(self) -> None:
-        s = self.t.s
-        out: list[_Tok] = []
-        skip: set[int] = set()
-        for i, a in enumerate(self.anchors):
+
+def _scan_attach_parts(sc, atoms: list[_Tok]) -> None:
+    s = sc.t.s
+    for a in atoms:
+        a.v.setdefault("part", None)
+        best = None
+        for p in sc.parts:
+            if p.e <= a.s and _GAP_ATTACH.match(s[p.e:a.s]):
+                best = p
+            elif a.e <= p.s and best is None and re.match(r"^\s*(?:in\s+the|at|in)?\s*$", s[a.e:p.s]):
+                best = p
+        if best is not None:
+            a.v["part"] = best.v["part"]
+            best.v["meridiem"] = True
+
+
+def _scan_qualify(sc, tok: _Tok) -> None:
+    s = sc.t.s
+    suf = _SUFFIX_Q.match(s[tok.e:])
+    pre = _PREFIX_EN_Q.search(s[:tok.s])
+    q = None
+    if suf:
+        q = _Q_KIND[re.sub(r"\s+", " ", suf.group("q"))]
+        tok.e += suf.end()
+    if pre:
+        k = re.sub(r"\s+", " ", pre.group("q"))
+        if q is None or k not in ("at", "@", "在"):
+            q = q or _Q_KIND.get(k, "exact")
+        tok.s = pre.start()
+    if q:
+        tok.v["q"] = q
+
+
+def _scan_merge_week_weekday(sc) -> None:
+    s = sc.t.s
+    out: list[_Tok] = []
+    skip: set[int] = set()
+    for i, a in enumerate(sc.anchors):
+        if i in skip:
+            continue
+        if a.kind in ("week", "weekend"):
+            for j, b in enumerate(sc.anchors):
+                if j == i or j in skip or b.kind != "wd" or b.v["mod"] not in (None, 0):
+                    continue
+                gap = _gap(s, a, b)
+                if gap is not None and _GAP_MERGE.match(gap):
+                    b.v["mod"] = a.v["off"] if a.v["off"] is not None else 0
+                    b.v["cal"] = True
+                    b.s, b.e = min(a.s, b.s), max(a.e, b.e)
+                    skip.add(i)
+                    break
             if i in skip:
                 continue
-            if a.kind in ("week", "weekend"):
-                for j, b in enumerate(self.anchors):
-                    if j == i or j in skip or b.kind != "wd" or b.v["mod"] not in (None, 0):
-                        continue
-                    gap = _gap(s, a, b)
-                    if gap is not None and _GAP_MERGE.match(gap):
-                        b.v["mod"] = a.v["off"] if a.v["off"] is not None else 0
-                        b.v["cal"] = True
-                        b.s, b.e = min(a.s, b.s), max(a.e, b.e)
-                        skip.add(i)
-                        break
-                if i in skip:
-                    continue
-            out.append(a)
-        self.anchors = sorted(out, key=lambda k: k.s)
+        out.append(a)
+    sc.anchors = sorted(out, key=lambda k: k.s)
 
-    def _deadlines(self) -> None:
-        s = self.t.s
-        for a in self.anchors:
-            if a.kind in ("exact", "range") or a.kind == "month" and a.v.get("dl"):
-                continue
-            suf = _DL_SUFFIX_CN.match(s[a.e:])
-            pre = _DL_PREFIX_EN.search(s[:a.s])
-            if suf:
-                q = suf.group("q")
-                a.v["dl"] = "by" if q in ("之前", "以前", "前") else "from"
-                a.e += suf.end()
-            elif pre:
-                q = re.sub(r"\s+", " ", pre.group("q"))
-                a.v["dl"] = {"no later than": "by", "by": "by", "until": "by", "till": "by",
-                             "before": "before", "after": "after"}.get(q, "from")
-                a.s = pre.start()
+
+def _scan_deadlines(sc) -> None:
+    s = sc.t.s
+    for a in sc.anchors:
+        if a.kind in ("exact", "range") or a.kind == "month" and a.v.get("dl"):
+            continue
+        suf = _DL_SUFFIX_CN.match(s[a.e:])
+        pre = _DL_PREFIX_EN.search(s[:a.s])
+        if suf:
+            q = suf.group("q")
+            a.v["dl"] = "by" if q in ("之前", "以前", "前") else "from"
+            a.e += suf.end()
+        elif pre:
+            q = re.sub(r"\s+", " ", pre.group("q"))
+            a.v["dl"] = {"no later than": "by", "by": "by", "until": "by", "till": "by",
+                         "before": "before", "after": "after"}.get(q, "from")
+            a.s = pre.start()
 
 
 # --------------------------------------------------------------------------- time-of-day specs

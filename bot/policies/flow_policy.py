@@ -20,11 +20,6 @@ from rasa.shared.core.events import ActionExecuted, UserUttered
 from rasa.shared.core.generator import TrackerWithCachedStates
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from bot import rasa_speedups
-
-# The Rasa server imports this module when it loads the model: the place to apply the server-side speed-ups.
-rasa_speedups.apply()
-
 FLOW_ACTION = "action_flow_turn"
 FLOW_SLOT = "flow"
 

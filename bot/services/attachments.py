@@ -196,3 +196,14 @@ def store_attachment(uow: UnitOfWork, settings, *, conversation_id: str, channel
         discard_file(attachment.path)
         raise
     return number
+
+
+def photo_history(uow: UnitOfWork, *, conversation_id: str, channel: str) -> list[tuple[float, str]]:
+    """(when as a UTC timestamp, ticket number) of every file received on `channel` in the conversation, oldest first."""
+    from bot.services.tickets import as_utc
+
+    rows = uow.session.execute(
+        select(Attachment.created_at, Ticket.number).join(Ticket, Attachment.ticket_id == Ticket.id)
+        .where(Ticket.conversation_id == conversation_id, Attachment.channel == channel)
+        .order_by(Attachment.id)).all()
+    return [(as_utc(created).timestamp(), number) for created, number in rows]

@@ -163,15 +163,8 @@ def _agents(session: Session, facts: list[_Facts]) -> list[dict]:
     return out
 
 
-def desk_figures(session: Session, *, since: datetime, until: datetime, now: datetime,
-                 tz: ZoneInfo | None = None) -> dict:
-    """The figures of the tickets opened in [since, until), judged at `now` (all aware datetimes); weeks are in
-    `tz` (default UTC)."""
-    tz = tz or timezone.utc
-    tickets = list(session.execute(
-        select(Ticket).where(Ticket.created_at >= since, Ticket.created_at < until).order_by(Ticket.id)
-    ).scalars())
-    ids = [t.id for t in tickets]
+def _related(session: Session, ids: list[int]) -> tuple[dict, dict, dict]:
+    """Hand-offs, visits and status events of the tickets, by ticket id (read in chunks of 500 ids)."""
     handoffs_of: dict[int, list[Handoff]] = defaultdict(list)
     visits_of: dict[int, list[Visit]] = defaultdict(list)
     events_of: dict[int, list[TicketEvent]] = defaultdict(list)
@@ -185,7 +178,11 @@ def desk_figures(session: Session, *, since: datetime, until: datetime, now: dat
                 TicketEvent.kind.in_(("status_changed", "ticket_reopened", "ticket_resolved")))
                 .order_by(TicketEvent.id)).scalars():
             events_of[e.ticket_id].append(e)
+    return handoffs_of, visits_of, events_of
 
+
+def _facts_of(tickets: list[Ticket], related: tuple[dict, dict, dict], now: datetime) -> list[_Facts]:
+    handoffs_of, visits_of, events_of = related
     facts = []
     for t in tickets:
         f = _Facts(t, omissions(t, now, handoffs_of[t.id], visits_of[t.id]), handoffs_of[t.id], visits_of[t.id])
@@ -198,7 +195,32 @@ def desk_figures(session: Session, *, since: datetime, until: datetime, now: dat
                 f.finished_at = as_utc(e.at)
         f.sla = _sla_breaches(f, now)
         facts.append(f)
+    return facts
 
+
+def desk_figures(session: Session, *, since: datetime, until: datetime, now: datetime,
+                 tz: ZoneInfo | None = None) -> dict:
+    """The figures of the tickets opened in [since, until), judged at `now` (all aware datetimes); weeks are in
+    `tz` (default UTC)."""
+    tickets = list(session.execute(
+        select(Ticket).where(Ticket.created_at >= since, Ticket.created_at < until).order_by(Ticket.id)
+    ).scalars())
+    related = _related(session, [t.id for t in tickets])
+    facts = _facts_of(tickets, related, now)
+    figures = {"period": {"since": iso(since), "until": iso(until)}, "judged_at": iso(now)}
+    figures.update(_ticket_figures(session, tickets, facts, related[0], now))
+    figures.update({
+        "by_week": _by(facts, lambda f: _week(f.ticket.created_at, tz or timezone.utc)),
+        "by_product": _by(facts, lambda f: f.ticket.product or "unknown"),
+        "by_channel": _by(facts, lambda f: f.ticket.channel),
+        "agents": _agents(session, facts),
+    })
+    return figures
+
+
+def _ticket_figures(session: Session, tickets: list[Ticket], facts: list[_Facts], handoffs_of: dict,
+                    now: datetime) -> dict:
+    ids = [t.id for t in tickets]
     total = len(tickets)
     by_kind = Counter(t.kind for t in tickets)
     broken = broken_promises(session, ids, now)
@@ -216,8 +238,6 @@ def desk_figures(session: Session, *, since: datetime, until: datetime, now: dat
     handed = sum(1 for f in facts if f.handed_off)
     reopened = sum(1 for f in facts if f.reopened)
     return {
-        "period": {"since": iso(since), "until": iso(until)},
-        "judged_at": iso(now),
         "tickets": total,
         "by_kind": dict(sorted(by_kind.items())),
         "complaints": by_kind.get(TicketKind.complaint.value, 0),
@@ -240,10 +260,6 @@ def desk_figures(session: Session, *, since: datetime, until: datetime, now: dat
         "visits": {"count": len(all_visits),
                    "by_status": dict(sorted(Counter(v.status for v in all_visits).items())),
                    "late": sum(1 for v in all_visits if v.late_minutes)},
-        "by_week": _by(facts, lambda f: _week(f.ticket.created_at, tz)),
-        "by_product": _by(facts, lambda f: f.ticket.product or "unknown"),
-        "by_channel": _by(facts, lambda f: f.ticket.channel),
-        "agents": _agents(session, facts),
     }
 
 

@@ -115,3 +115,13 @@ def load_seed(session: Session, seed_file: Path, today: date, *, reset: bool = F
             purchase.used = p.get("used", True)
             n_purchases += 1
     return {"products": len(products), "customers": len(data["customers"]), "purchases": n_purchases}
+
+
+def engineers_json(uow) -> dict:
+    """The service engineers for the desk's pickers: code, name in zh and en, city; ordered by code."""
+    from sqlalchemy import select
+
+    from bot.store.models import Engineer
+
+    rows = uow.session.execute(select(Engineer).order_by(Engineer.code)).scalars()
+    return {"items": [{"code": e.code, "name": {"zh": e.name_zh, "en": e.name_en}, "city": e.city} for e in rows]}

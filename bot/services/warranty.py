@@ -513,7 +513,33 @@ class _Parser:
                      + ("an empty file" if data is None else type(data).__name__))
             self.fail_if_errors()
         self.mapping(data, "", required=_TOP_LEVEL_KEYS)
+        # Checked in the order of the file's sections, so that errors are reported in that order.
+        version, effective_from, currency = self.parse_head(data)
+        windows, repairs, parts_at_cost = self.parse_numbers(data)
+        clauses, rule_clauses = self.parse_clauses(data)
+        reasons, labels = self.parse_texts(data)
+        terms = self.parse_categories(data)
+        self.fail_if_errors()
+        return WarrantyPolicy(
+            version=version.strip(),
+            effective_from=effective_from,
+            currency=currency,
+            no_reason_return_days=windows["no_reason_return_days"],
+            quality_return_days=windows["quality_return_days"],
+            quality_exchange_days=windows["quality_exchange_days"],
+            exchange_after_failed_repairs=repairs,
+            parts_at_cost=parts_at_cost,
+            rule_clauses=MappingProxyType(dict(rule_clauses)),
+            clause_texts=_frozen_texts(clauses),
+            reason_texts=_frozen_texts(reasons),
+            labels=_frozen_texts(labels),
+            terms=MappingProxyType(terms),
+            source=self.source,
+        )
 
+
+    def parse_head(self, data: dict) -> tuple:
+        """version, effective_from, currency (and the conventions, checked)."""
         version = data.get("version")
         if "version" in data:
             if isinstance(version, (int, float)) and not isinstance(version, bool):
@@ -534,6 +560,10 @@ class _Parser:
                 if conv and k in conv and conv[k] != expected:
                     self.err(f"conventions.{k}", f"only {expected!r} is implemented, got {conv[k]!r}")
 
+        return version, effective_from, currency
+
+    def parse_numbers(self, data: dict) -> tuple:
+        """The windows in days, the failed repairs before an exchange, parts at cost."""
         windows: dict[str, int] = {}
         if "windows" in data:
             w = self.mapping(data["windows"], "windows", required=_WINDOW_KEYS)
@@ -551,6 +581,10 @@ class _Parser:
         if "parts_at_cost" in data and not isinstance(parts_at_cost, bool):
             self.err("parts_at_cost", f"must be true or false, got {parts_at_cost!r}")
 
+        return windows, repairs, parts_at_cost
+
+    def parse_clauses(self, data: dict) -> tuple:
+        """The clause texts and which clause each rule cites."""
         clauses: dict[str, dict] = {}
         if "clauses" in data:
             cm = self.mapping(data["clauses"], "clauses", non_empty=True)
@@ -582,6 +616,10 @@ class _Parser:
                 else:
                     rule_clauses[rule] = cid
 
+        return clauses, rule_clauses
+
+    def parse_texts(self, data: dict) -> tuple:
+        """The reason texts and the labels, each in zh and en."""
         reasons: dict[str, dict] = {}
         if "reasons" in data:
             rsm = self.mapping(data["reasons"], "reasons", required=_REASONS)
@@ -600,6 +638,9 @@ class _Parser:
                     if texts is not None:
                         labels[lid] = texts
 
+        return reasons, labels
+
+    def parse_categories(self, data: dict) -> dict:
         terms: dict[str, CategoryTerms] = {}
         if "categories" in data:
             cats = self.mapping(data["categories"], "categories", non_empty=True)
@@ -609,23 +650,7 @@ class _Parser:
                     if t is not None:
                         terms[cat] = t
 
-        self.fail_if_errors()
-        return WarrantyPolicy(
-            version=version.strip(),
-            effective_from=effective_from,
-            currency=currency,
-            no_reason_return_days=windows["no_reason_return_days"],
-            quality_return_days=windows["quality_return_days"],
-            quality_exchange_days=windows["quality_exchange_days"],
-            exchange_after_failed_repairs=repairs,
-            parts_at_cost=parts_at_cost,
-            rule_clauses=MappingProxyType(dict(rule_clauses)),
-            clause_texts=_frozen_texts(clauses),
-            reason_texts=_frozen_texts(reasons),
-            labels=_frozen_texts(labels),
-            terms=MappingProxyType(terms),
-            source=self.source,
-        )
+        return terms
 
     def effective_from(self, value: Any, present: bool) -> date | None:
         if not present:
@@ -648,7 +673,22 @@ class _Parser:
         if m is None:
             return None
         n_errors = len(self.errors)
+        unit_months, part_months = self.category_warranty(base, m)
+        call_out, labour, default_tier, prices = self.category_fees(base, m, part_months)
+        if len(self.errors) != n_errors:
+            return None
+        return CategoryTerms(
+            name=cat,
+            unit_months=unit_months,
+            part_months=MappingProxyType(part_months),
+            call_out=call_out,
+            labour=MappingProxyType(labour),
+            default_labour_tier=default_tier,
+            part_prices=MappingProxyType(prices),
+        )
 
+    def category_warranty(self, base: str, m: dict) -> tuple:
+        """The unit's warranty months and the parts with a term of their own."""
         unit_months = None
         part_months: dict[str, int] = {}
         w = self.mapping(m.get("warranty"), f"{base}.warranty", required=("unit_months", "parts")) \
@@ -671,7 +711,10 @@ class _Parser:
                     v = self.pos_int(months, p)
                     if v is not None:
                         part_months[part] = v
+        return unit_months, part_months
 
+    def category_fees(self, base: str, m: dict, part_months: dict) -> tuple:
+        """Call-out fee, labour tiers, the default tier, part prices."""
         call_out = None
         labour: dict[str, Decimal] = {}
         default_tier = None
@@ -697,38 +740,34 @@ class _Parser:
                              f"{default_tier!r} is not one of the labour tiers "
                              f"({', '.join(map(str, (f.get('labour') or {})))})")
             if "parts" in f:
-                pm = self.mapping(f["parts"], f"{base}.fees.parts")
-                for part, spec in (pm or {}).items():
-                    p = f"{base}.fees.parts.{part}"
-                    if not self.name(part, p):
-                        continue
-                    sm = self.mapping(spec, p, required=("price", "labour_tier"))
-                    if not sm or "price" not in sm or "labour_tier" not in sm:
-                        continue
-                    price = self.money(sm["price"], f"{p}.price")
-                    tier = sm["labour_tier"]
-                    if _is_mapping(f.get("labour")) and tier not in (f.get("labour") or {}):
-                        self.err(f"{p}.labour_tier", f"{tier!r} is not one of the labour tiers "
-                                                     f"({', '.join(map(str, f['labour']))})")
-                        continue
-                    if price is not None:
-                        prices[part] = PartPrice(price=price, labour_tier=tier)
-                for part in part_months:
-                    if isinstance(pm, dict) and part not in pm:
-                        self.err(f"{base}.warranty.parts.{part}",
-                                 f"part has its own warranty term but no price under {base}.fees.parts")
+                prices = self.fee_parts(base, f, part_months)
+        return call_out, labour, default_tier, prices
 
-        if len(self.errors) != n_errors:
-            return None
-        return CategoryTerms(
-            name=cat,
-            unit_months=unit_months,
-            part_months=MappingProxyType(part_months),
-            call_out=call_out,
-            labour=MappingProxyType(labour),
-            default_labour_tier=default_tier,
-            part_prices=MappingProxyType(prices),
-        )
+    def fee_parts(self, base: str, f: dict, part_months: dict) -> dict[str, PartPrice]:
+        """The parts' prices and labour tiers; every part with its own warranty term must have a price."""
+        prices: dict[str, PartPrice] = {}
+        pm = self.mapping(f["parts"], f"{base}.fees.parts")
+        for part, spec in (pm or {}).items():
+            p = f"{base}.fees.parts.{part}"
+            if not self.name(part, p):
+                continue
+            sm = self.mapping(spec, p, required=("price", "labour_tier"))
+            if not sm or "price" not in sm or "labour_tier" not in sm:
+                continue
+            price = self.money(sm["price"], f"{p}.price")
+            tier = sm["labour_tier"]
+            if _is_mapping(f.get("labour")) and tier not in (f.get("labour") or {}):
+                self.err(f"{p}.labour_tier", f"{tier!r} is not one of the labour tiers "
+                                             f"({', '.join(map(str, f['labour']))})")
+                continue
+            if price is not None:
+                prices[part] = PartPrice(price=price, labour_tier=tier)
+        for part in part_months:
+            if isinstance(pm, dict) and part not in pm:
+                self.err(f"{base}.warranty.parts.{part}",
+                         f"part has its own warranty term but no price under {base}.fees.parts")
+
+        return prices
 
 
 def _is_mapping(value: Any) -> bool:
@@ -753,6 +792,46 @@ def add_months(start: date, months: int) -> date:
 
 def evaluate(policy: WarrantyPolicy, case: WarrantyCase) -> WarrantyDecision:
     """Decide which remedies the customer is entitled to. See module docstring."""
+    terms, purchase, today, delivery, fault, prior, part = _checked(policy, case)
+    unopened_unused = not case.opened and not case.used
+
+    start, basis = (delivery, "delivery") if delivery is not None else (purchase, "purchase")
+    days = (today - start).days
+    own_part_term = part is not None and part in terms.part_months
+    months = terms.part_months[part] if own_part_term else terms.unit_months
+    ends = add_months(start, months)
+    in_warranty = today <= ends
+
+    # values available to reason texts
+    common = {
+        "days": days,
+        "start_date": start.isoformat(),
+        "start_label": policy.labels[basis],  # per-language, resolved in _render
+        "prior_repairs": prior,
+        "repairs_needed": policy.exchange_after_failed_repairs,
+        "warranty_ends": ends.isoformat(),
+        "months": months,
+    }
+    found = _Found(policy, common)
+    _decide_return(found, fault, days, unopened_unused)
+    _decide_exchange(found, fault, days, in_warranty and prior >= policy.exchange_after_failed_repairs, in_warranty)
+    _decide_repair(found, fault, in_warranty, own_part_term, terms, part)
+    return WarrantyDecision(
+        eligible=tuple(found.eligible),
+        unavailable=tuple(found.missing),
+        in_warranty=in_warranty,
+        warranty_ends=ends,
+        days_since_start=days,
+        policy_version=policy.version,
+        start_date=start,
+        start_basis=basis,
+        warranty_months=months,
+        warranty_scope="part" if own_part_term else "unit",
+    )
+
+
+def _checked(policy: WarrantyPolicy, case: WarrantyCase) -> tuple:
+    """The case's values, checked: (terms, purchase, today, delivery, fault, prior repairs, part)."""
     if not isinstance(policy, WarrantyPolicy):
         raise TypeError(f"policy must be a WarrantyPolicy, got {type(policy).__name__}")
     if not isinstance(case, WarrantyCase):
@@ -775,96 +854,70 @@ def evaluate(policy: WarrantyPolicy, case: WarrantyCase) -> WarrantyDecision:
     prior = case.prior_repairs_same_fault
     if isinstance(prior, bool) or not isinstance(prior, int) or prior < 0:
         raise ValueError(f"prior_repairs_same_fault must be an integer >= 0, got {prior!r}")
-    part = _norm_part(case.part)
-    unopened_unused = not case.opened and not case.used
+    return terms, purchase, today, delivery, fault, prior, _norm_part(case.part)
 
-    start, basis = (delivery, "delivery") if delivery is not None else (purchase, "purchase")
-    days = (today - start).days
-    own_part_term = part is not None and part in terms.part_months
-    months = terms.part_months[part] if own_part_term else terms.unit_months
-    ends = add_months(start, months)
-    in_warranty = today <= ends
 
-    # values available to reason texts
-    common = {
-        "days": days,
-        "start_date": start.isoformat(),
-        "start_label": policy.labels[basis],  # per-language, resolved in _render
-        "prior_repairs": prior,
-        "repairs_needed": policy.exchange_after_failed_repairs,
-        "warranty_ends": ends.isoformat(),
-        "months": months,
-    }
+class _Found:
+    """The remedies found so far: those the customer is entitled to, and those not (with the reason)."""
 
-    def remedy(kind: str, rule: str, fee: dict | None = None) -> Remedy:
-        cid, text = policy.clause_for_rule(rule)
-        return Remedy(kind=kind, clause_id=cid, clause=text, fee=fee)
+    def __init__(self, policy: WarrantyPolicy, common: dict) -> None:
+        self.policy, self.common = policy, common
+        self.eligible: list[Remedy] = []
+        self.missing: list[Unavailable] = []
 
-    def unavailable(kind: str, reason_id: str, **extra: Any) -> Unavailable:
-        return Unavailable(kind=kind, reason=policy._reason(reason_id, **common, **extra),
-                           reason_id=reason_id)
+    def remedy(self, kind: str, rule: str, fee: dict | None = None) -> None:
+        cid, text = self.policy.clause_for_rule(rule)
+        self.eligible.append(Remedy(kind=kind, clause_id=cid, clause=text, fee=fee))
 
-    eligible: list[Remedy] = []
-    missing: list[Unavailable] = []
+    def unavailable(self, kind: str, reason_id: str, **extra: Any) -> None:
+        self.missing.append(Unavailable(kind=kind, reason=self.policy._reason(reason_id, **self.common, **extra),
+                                        reason_id=reason_id))
 
-    # ---- return --------------------------------------------------------- #
+
+def _decide_return(found: _Found, fault: str, days: int, unopened_unused: bool) -> None:
+    policy = found.policy
     if fault == "quality" and days <= policy.quality_return_days:
-        eligible.append(remedy("return", "quality_return"))
+        found.remedy("return", "quality_return")
     elif fault != "customer_damage" and unopened_unused and days <= policy.no_reason_return_days:
-        eligible.append(remedy("return", "no_reason_return"))
+        found.remedy("return", "no_reason_return")
     elif fault == "customer_damage":
-        missing.append(unavailable("return", "customer_damage"))
+        found.unavailable("return", "customer_damage")
     elif fault == "quality":
-        missing.append(unavailable("return", "return_window_passed",
-                                   window=policy.quality_return_days))
+        found.unavailable("return", "return_window_passed", window=policy.quality_return_days)
     elif days > policy.no_reason_return_days:
-        missing.append(unavailable("return", "return_window_passed",
-                                   window=policy.no_reason_return_days))
+        found.unavailable("return", "return_window_passed", window=policy.no_reason_return_days)
     else:
-        missing.append(unavailable("return", "return_opened_or_used"))
+        found.unavailable("return", "return_opened_or_used")
 
-    # ---- exchange ------------------------------------------------------- #
-    repeat = in_warranty and prior >= policy.exchange_after_failed_repairs
+
+def _decide_exchange(found: _Found, fault: str, days: int, repeat: bool, in_warranty: bool) -> None:
+    policy = found.policy
     if fault == "quality" and days <= policy.quality_exchange_days:
-        eligible.append(remedy("exchange", "quality_exchange"))
+        found.remedy("exchange", "quality_exchange")
     elif fault == "quality" and repeat:
-        eligible.append(remedy("exchange", "repeat_repair_exchange"))
+        found.remedy("exchange", "repeat_repair_exchange")
     elif fault == "customer_damage":
-        missing.append(unavailable("exchange", "customer_damage"))
+        found.unavailable("exchange", "customer_damage")
     elif fault == "none":
-        missing.append(unavailable("exchange", "no_fault"))
+        found.unavailable("exchange", "no_fault")
     elif in_warranty:
-        missing.append(unavailable("exchange", "exchange_window_passed",
-                                   window=policy.quality_exchange_days))
+        found.unavailable("exchange", "exchange_window_passed", window=policy.quality_exchange_days)
     else:
-        missing.append(unavailable("exchange", "exchange_window_passed_out_of_warranty",
-                                   window=policy.quality_exchange_days))
+        found.unavailable("exchange", "exchange_window_passed_out_of_warranty", window=policy.quality_exchange_days)
 
-    # ---- repairs -------------------------------------------------------- #
+
+def _decide_repair(found: _Found, fault: str, in_warranty: bool, own_part_term: bool, terms: CategoryTerms,
+                   part: str | None) -> None:
     if fault == "quality" and in_warranty:
-        rule = "part_warranty_repair" if own_part_term else "unit_warranty_repair"
-        eligible.append(remedy("free_repair", rule))
+        found.remedy("free_repair", "part_warranty_repair" if own_part_term else "unit_warranty_repair")
     elif fault == "quality":
-        missing.append(unavailable("free_repair", "warranty_expired"))
-        eligible.append(remedy("paid_repair", "paid_repair", _fee(policy, terms, part)))
+        found.unavailable("free_repair", "warranty_expired")
+        found.remedy("paid_repair", "paid_repair", _fee(found.policy, terms, part))
     elif fault == "customer_damage":
-        missing.append(unavailable("free_repair", "customer_damage"))
-        eligible.append(remedy("repair_at_cost", "customer_damage_repair", _fee(policy, terms, part)))
+        found.unavailable("free_repair", "customer_damage")
+        found.remedy("repair_at_cost", "customer_damage_repair", _fee(found.policy, terms, part))
     else:
-        missing.append(unavailable("free_repair", "no_fault"))
-
-    return WarrantyDecision(
-        eligible=tuple(eligible),
-        unavailable=tuple(missing),
-        in_warranty=in_warranty,
-        warranty_ends=ends,
-        days_since_start=days,
-        policy_version=policy.version,
-        start_date=start,
-        start_basis=basis,
-        warranty_months=months,
-        warranty_scope="part" if own_part_term else "unit",
-    )
+        found.unavailable("free_repair", "no_fault")
 
 
 def _fee(policy: WarrantyPolicy, terms: CategoryTerms, part: str | None) -> dict:
