@@ -304,7 +304,8 @@ def test_two_consoles_live_in_desk_time_with_transfer_and_close(desk):
             expect(mark.locator("#case-transfer")).to_contain_text("李娜 转来：客户冰箱不制冷", timeout=5_000)
             expect(mark.locator("#case-status")).to_have_text("已接管")
             expect(mark.locator("#reply")).to_be_enabled()
-            expect(lina.locator("#reply")).to_be_disabled(timeout=5_000)
+            expect(lina.locator("#case")).to_be_hidden(timeout=5_000)  # no longer hers: the case view closes
+            expect(lina.locator(f"#queue li[data-conversation='{conv}']")).to_have_count(0)
             mark.fill("#reply", "您好，我是 Mark，接下来由我为您处理。")
             mark.press("#reply", "Enter")
             expect(mark.locator("#transcript .msg.agent").last).to_contain_text("由我为您处理", timeout=10_000)

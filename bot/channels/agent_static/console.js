@@ -451,7 +451,15 @@
       card.transcript.forEach(addItem);
       renderCase();
       scrollDown();
-    }).catch(showError);
+    }).catch(function (err) {
+      if (err.status === 403 && state.conversation === id) { leaveCase(); return; }  // e.g. transferred away
+      showError(err);
+    });
+  }
+  function leaveCase() {
+    state.conversation = null; state.card = null;
+    $("case").hidden = true; $("no-case").hidden = false; $("card").hidden = true; $("note-form").hidden = true;
+    startLive();
   }
   function pollEvents() {
     if (!state.conversation || state.polling) { return; }
