@@ -22,7 +22,7 @@ import yaml
 from bot.settings import ROOT
 from tests.stack import VENV_BIN, Stack, need_model
 from tests.test_agent_console import (ARTIFACTS, CHROMIUM, DOCS_SCREENSHOTS, LAUNCH_ARGS, _browser_missing, call,
-                                      new_sender, rest)
+                                      new_sender, rest, shot)
 
 pytestmark = pytest.mark.slow
 
@@ -78,8 +78,8 @@ def item_of(items: list[dict], conversation: str) -> dict:
     return next(i for i in items if i["conversation_id"] == conversation)
 
 
-def kinds(stack: Stack, sender: str) -> list[dict]:
-    return [e for e in stack.ticket_of(sender)["events"]]
+def ticket_events(stack: Stack, sender: str) -> list[dict]:
+    return stack.ticket_of(sender)["events"]
 
 
 # ---------------------------------------------------------------------------------------------- the API
@@ -183,7 +183,7 @@ def test_transfer_moves_the_case_with_its_note_and_close_stores_the_resolution(d
     waiting = item_of(queue_of(desk, lina), conv)
     assert waiting["status"] == "waiting" and waiting["agent"] is None and waiting["transfer"]["note"] == "需要冰箱专家"
     assert desk.send(sender, "还在吗") == []
-    events = kinds(desk, sender)
+    events = ticket_events(desk, sender)
     transfers = [e["data"] for e in events if e["kind"] == "handoff_transferred"]
     assert [(t["from"], t["to"], t["note"]) for t in transfers] == [
         ("lina", "mark", "客户要求退货，订单已核实"), ("mark", None, "需要冰箱专家")]
@@ -192,7 +192,7 @@ def test_transfer_moves_the_case_with_its_note_and_close_stores_the_resolution(d
     assert call(desk, "POST", f"/api/conversations/{conv}/claim", token=lina)[0] == 200
     status, closed, _ = call(desk, "POST", f"/api/conversations/{conv}/close", {"note": "已安排退货退款"}, token=lina)
     assert status == 200 and closed["ticket_status"] == "resolved"
-    resolution = [e for e in kinds(desk, sender) if e["kind"] == "resolution_note"]
+    resolution = [e for e in ticket_events(desk, sender) if e["kind"] == "resolution_note"]
     assert [(e["data"]["agent"], e["data"]["text"]) for e in resolution] == [("lina", "已安排退货退款")]
     card = call(desk, "GET", f"/api/conversations/{conv}", token=lina)[1]
     system = [i["what"] for i in card["transcript"] if i["from"] == "system"]
@@ -211,12 +211,6 @@ def test_two_consoles_live_in_desk_time_with_transfer_and_close(desk):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     errors: list[str] = []
-
-    def shot(page, name: str, docs: bool = False) -> None:
-        page.wait_for_timeout(300)
-        page.screenshot(path=str(ARTIFACTS / name))
-        if docs:
-            shutil.copyfile(ARTIFACTS / name, DOCS_SCREENSHOTS / name)
 
     def console(browser, zone: str, name: str):
         context = browser.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN", timezone_id=zone)
@@ -326,7 +320,7 @@ def test_two_consoles_live_in_desk_time_with_transfer_and_close(desk):
             expect(mark.locator("#case-status")).to_have_text("已结案")
             expect(mark.locator("#transcript .sys").last).to_have_text("—— 客服已结案 ——")
             expect(mark.locator("#transcript .sys", has_text="已交还机器人")).to_have_count(0)
-            resolution = [e["data"] for e in kinds(desk, sender) if e["kind"] == "resolution_note"]
+            resolution = [e["data"] for e in ticket_events(desk, sender) if e["kind"] == "resolution_note"]
             assert resolution == [{"handoff_id": resolution[0]["handoff_id"], "agent": "mark",
                                    "text": "同意换新机并补偿食物损失200元"}]
             expect(lina.locator(f"#queue li[data-conversation='{conv}']")).to_have_count(0, timeout=5_000)

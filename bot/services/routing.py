@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot.services.handoff import AgentAccounts, HandoffDesk, HandoffError, agent_json, holds
-from bot.services.tickets import add_event, as_utc, iso
+from bot.services.tickets import add_event, iso
 from bot.store.models import OPEN_HANDOFF_STATUSES, Agent, AgentSession, Handoff, HandoffStatus, TicketEvent
 
 MAX_NOTE = 500
@@ -168,9 +168,3 @@ def queue_fingerprint(session: Session) -> str:
     rows = session.execute(select(Handoff.id, Handoff.status, Handoff.agent_id)
                            .where(Handoff.status.in_(OPEN_HANDOFF_STATUSES)).order_by(Handoff.id)).all()
     return ";".join(f"{i}:{s}:{a or ''}" for i, s, a in rows)
-
-
-def waiting_since(session: Session) -> list[tuple[int, str | None]]:
-    rows = session.execute(select(Handoff.id, Handoff.requested_at)
-                           .where(Handoff.status == HandoffStatus.waiting.value)).all()
-    return [(i, iso(as_utc(at))) for i, at in rows]
