@@ -72,7 +72,9 @@ class LiveHub:
     # --- who listens ------------------------------------------------------------------------------
     def subscribe(self, agent: str, conversation: str | None) -> Subscriber:
         if len(self.subscribers) >= MAX_SUBSCRIBERS:
-            raise HandoffError("busy", "too many live consoles")
+            busy = HandoffError("busy", "too many live consoles; the console polls meanwhile")
+            busy.http_status = 503
+            raise busy
         subscriber = Subscriber(agent, conversation)
         self.subscribers.add(subscriber)
         if self._wake is None:
