@@ -122,6 +122,35 @@ def cmd_agents_active(args) -> int:
     return 0
 
 
+def cmd_agents_routing(args) -> int:
+    """Languages and skills (product categories) that route hand-offs to the agent first (bot/services/routing.py)."""
+    from bot.services.warranty import load_policy
+
+    with _accounts() as (uow, accounts):
+        agent = accounts.get(args.name)
+        if agent is None:
+            print(f"no agent {args.name}", file=sys.stderr)
+            return 1
+        if args.languages is not None:
+            languages = [x.strip() for x in args.languages.split(",") if x.strip()]
+            if set(languages) - {"zh", "en"}:
+                print("languages are zh and en", file=sys.stderr)
+                return 1
+            agent.languages = languages
+        if args.skills is not None:
+            skills = [x.strip() for x in args.skills.split(",") if x.strip()]
+            known = set(load_policy(load_settings().policy_path).categories())
+            unknown = sorted(set(skills) - known)
+            if unknown:
+                print(f"unknown products {unknown}; known: {', '.join(sorted(known))}", file=sys.stderr)
+                return 1
+            agent.skills = skills or None
+        uow.commit()
+        print(f"agent {agent.name}: languages {','.join(agent.languages or []) or 'all'}, "
+              f"skills {','.join(agent.skills or []) or 'all products'}")
+    return 0
+
+
 def add_agent_commands(subparsers: argparse._SubParsersAction) -> None:
     agents = subparsers.add_parser("agents", help="agent console accounts").add_subparsers(dest="command",
                                                                                            required=True)
@@ -153,3 +182,8 @@ def add_agent_commands(subparsers: argparse._SubParsersAction) -> None:
     on = agents.add_parser("activate", help="let a deactivated agent sign in again")
     on.add_argument("name")
     on.set_defaults(func=cmd_agents_active, active=True)
+    routing = agents.add_parser("routing", help="languages and skills that route hand-offs to the agent first")
+    routing.add_argument("name")
+    routing.add_argument("--languages", help="comma-separated: zh,en")
+    routing.add_argument("--skills", help="product categories, comma-separated (empty: all products)")
+    routing.set_defaults(func=cmd_agents_routing)

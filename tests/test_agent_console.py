@@ -393,6 +393,14 @@ def test_a_telegram_customer_gets_the_agents_words_in_telegram(stack, api):
 
 
 # ---------------------------------------------------------------------------------------------- in a browser
+def shot(page, name: str, docs: bool = False) -> None:
+    """A screenshot in tests/artifacts/ (and docs/screenshots/ for the README's)."""
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(ARTIFACTS / name))
+    if docs:
+        shutil.copyfile(ARTIFACTS / name, DOCS_SCREENSHOTS / name)
+
+
 def _browser_missing() -> str | None:
     try:
         import playwright.sync_api  # noqa: F401
@@ -416,12 +424,6 @@ def test_agent_takes_over_a_widget_conversation_in_the_browser(stack):
     DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     login(stack, "boss")  # a colleague is signed in too
     errors: list[str] = []
-
-    def shot(page, name: str, docs: bool = False) -> None:
-        page.wait_for_timeout(300)
-        page.screenshot(path=str(ARTIFACTS / name))
-        if docs:
-            shutil.copyfile(ARTIFACTS / name, DOCS_SCREENSHOTS / name)
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)

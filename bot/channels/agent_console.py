@@ -36,13 +36,14 @@ from urllib.parse import unquote
 
 import yaml
 from rasa.core.channels.channel import InputChannel, UserMessage
-from rasa.shared.core.events import BotUttered, Event, SlotSet
+from rasa.shared.core.events import BotUttered, ConversationResumed, Event, SlotSet
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot.channels.agent_desk import add_desk_routes, desk_openapi_paths
 from bot.flows import after_handoff
+from bot.channels.agent_live import LiveHub, add_live_routes, live_openapi_paths
 from bot.services.handoff import HTTP_STATUS, HandoffError
 from bot.services.holding import BOT, holder_of, tracker_events
 
@@ -168,7 +169,9 @@ def transcript(events: list[dict], start: int = 0) -> list[dict]:
                 item["agent_display_name"] = metadata.get("agent_display_name") or metadata.get("agent")
             items.append(item)
         elif kind in ("pause", "resume"):
-            items.append({"i": i, "from": "system", "what": "paused" if kind == "pause" else "resumed", "at": at})
+            closed = kind == "resume" and (event.get("metadata") or {}).get("after_handoff") == "closed"
+            what = "paused" if kind == "pause" else "closed" if closed else "resumed"
+            items.append({"i": i, "from": "system", "what": what, "at": at})
     return items[-TRANSCRIPT_LIMIT:]
 
 
@@ -183,6 +186,23 @@ class Delivery:
         if self.error:
             data["error"] = self.error
         return data
+
+
+def desk_fingerprint(backend: ConsoleBackend) -> str:
+    """The open hand-offs' ids, statuses and agents, read in a unit of work (the live stream's queue watcher)."""
+    from bot.services.routing import queue_fingerprint
+
+    with backend.uow() as uow:
+        return queue_fingerprint(uow.session)
+
+
+def zone_of(tz) -> dict:
+    """The desk's time zone for the console: its name and current UTC offset (e.g. UTC+8)."""
+    offset = datetime.now(tz).utcoffset()
+    minutes = int(offset.total_seconds() // 60) if offset is not None else 0
+    sign, minutes = ("+" if minutes >= 0 else "-"), abs(minutes)
+    label = f"UTC{sign}{minutes // 60}" + (f":{minutes % 60:02d}" if minutes % 60 else "")
+    return {"name": getattr(tz, "key", str(tz)), "offset": label}
 
 
 # ---------------------------------------------------------------------------------------------- the channel
@@ -202,6 +222,7 @@ class AgentConsoleInput(InputChannel):
         self._static: dict[str, bytes] = {}
         self._hashing: asyncio.Semaphore | None = None
         self._hashing_waiting = 0
+        self.live = LiveHub(lambda: desk_fingerprint(self.backend))  # the console's live stream (agent_live.py)
 
     @property
     def hashing(self) -> asyncio.Semaphore:
@@ -295,6 +316,9 @@ class AgentConsoleInput(InputChannel):
         messages = [dict(m.as_dict(), speaker="assistant") for m in back.messages]  # the widget marks who speaks
         # Rasa's pause follows who holds the conversation (bot/services/holding.py): the bot again, so resumed.
         events: list[Event] = holding_events(info.get("holder", BOT), current)
+        for event in events:  # marked, so that a close shows as a close in the transcript, not a hand-back
+            if isinstance(event, ConversationResumed):
+                event.metadata = {"handoff_id": info["handoff_id"], "after_handoff": "closed" if closed else "returned"}
         events += [SlotSet("flow_state", back.state), SlotSet("flow", back.flow)]
         meta = {"handoff_id": info["handoff_id"], "after_handoff": "closed" if closed else "returned"}
         events += [BotUttered(m["text"], {"buttons": m.get("buttons") or []}, dict(meta)) for m in messages]
@@ -376,7 +400,8 @@ class AgentConsoleInput(InputChannel):
         async def page(request: Request) -> HTTPResponse:
             if not request.path.endswith("/"):
                 return response.redirect(request.path + "/")  # the page's relative URLs need the slash
-            return response.html(self._file("index.html").decode("utf-8"), headers=PAGE_HEADERS)
+            page_text = self._file("index.html").decode("utf-8").replace("{{DESK_ZONE}}", desk_zone()["name"])
+            return response.html(page_text, headers=PAGE_HEADERS)
 
         def static_route(name: str):
             async def static(_: Request) -> HTTPResponse:
@@ -452,14 +477,17 @@ class AgentConsoleInput(InputChannel):
                 raise HandoffError("bad_request", "order is oldest or newest")
 
             def work(uow, agent, now):
+                from bot.services.routing import load_routing, route_queue
+
                 desk = backend().desk(uow.session)
                 items = [e.as_dict() for e in desk.queue(now, viewer=agent, order=order)]
+                items = route_queue(uow.session, items, agent, load_routing(backend().settings.seed_dir / "desk.yml"))
                 median = desk.median_handling_minutes()
                 online = desk.agents_online(now)
                 for item in items:
                     if item["position"]:
                         item["expected_wait_minutes"] = desk.expected_wait_minutes(item["position"], online)
-                return {"order": order, "now": now.isoformat(), "agents_online": online,
+                return {"order": order, "now": now.isoformat(), "agents_online": online, "zone": desk_zone(),
                         "open_now": desk.is_open(now), "median_handling_minutes": round(median, 1), "items": items}
 
             return ok(await as_agent(request, work))
@@ -481,6 +509,7 @@ class AgentConsoleInput(InputChannel):
         @guarded
         async def conversation(request: Request, conversation_id: str) -> HTTPResponse:
             from bot.services.handoff import case_card, holds, masked_card, may_act, may_view
+            from bot.services.routing import last_transfers
 
             conversation_id = unquote(conversation_id)
 
@@ -492,6 +521,7 @@ class AgentConsoleInput(InputChannel):
                                  today=now.astimezone(backend().settings.timezone).date(), desk=desk, now=now)
                 card["may_act"] = may_act(agent, handoff)
                 card["masked"] = not holds(agent, handoff)
+                card["transfer"] = last_transfers(uow.session, [handoff.id]).get(handoff.id)  # note to the receiver
                 return card
 
             card = await as_agent(request, work)
@@ -613,8 +643,12 @@ class AgentConsoleInput(InputChannel):
             note = str(body_of(request).get("note") or "")[:500]
 
             def work(uow, agent, now):
+                from bot.services.routing import record_resolution
+
                 desk, handoff = handoff_of(uow, conversation_id)
                 desk.close(handoff, agent, now, note=note)
+                if note.strip():
+                    record_resolution(desk, handoff, agent, now, note.strip())
                 return {"handoff_id": handoff.id, "ticket": handoff.ticket.number, "channel": handoff.channel,
                         "holder": holder_of(handoff),
                         "language": handoff.language, "conversation_id": conversation_id,
@@ -639,7 +673,11 @@ class AgentConsoleInput(InputChannel):
 
             return ok(await as_agent(request, work), status=201)
 
+        def desk_zone() -> dict:
+            return zone_of(backend().settings.timezone)
+
         add_desk_routes(bp, backend, as_agent, ok, guarded)
+        add_live_routes(bp, self.live, backend, as_agent, ok, guarded, body_of, handoff_of, desk_zone)
         return bp
 
 
@@ -727,6 +765,7 @@ def openapi_document() -> dict:
                 "Add an internal note to the ticket", obj, params=[conv], status="201",
                 body={"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}})},
             **desk_openapi_paths(op, obj),
+            **live_openapi_paths(op, obj, conv),
         },
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},

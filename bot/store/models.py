@@ -306,6 +306,7 @@ class Agent(Base):
     password_hash = Column(String(255), nullable=False)  # argon2id (older: scrypt$n$r$p$salt$hash), salted
     role = Column(String(16), nullable=False, default=AgentRole.agent.value)
     languages = Column(JSON, nullable=False, default=list)  # e.g. ["zh", "en"]
+    skills = Column(JSON)  # product categories the agent knows best, e.g. ["air_conditioner"]; none: all
     active = Column(Boolean, nullable=False, default=True)
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
 

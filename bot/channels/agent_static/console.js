@@ -42,7 +42,14 @@
       channels: { rest: "REST", telegram: "Telegram", webchat: "网页聊天", wechat: "微信" },
       products: { air_conditioner: "空调", fridge: "冰箱", washing_machine: "洗衣机", water_heater: "热水器",
         tv: "电视", range_hood: "油烟机", dishwasher: "洗碗机", gas_hob: "燃气灶", microwave: "微波炉" },
-      languages: { zh: "中文", en: "英文" }
+      languages: { zh: "中文", en: "英文" },
+      desk_zone: "工作台时区 {z}", your_time: "您所在时区（{zone}）：{t}", live_on: "实时", live_off: "重新连接中…",
+      alert_sound: "提醒", new_case: "新的排队会话：{ticket}", transfer: "转接", transfer_to: "转给",
+      transfer_note: "转接说明（必填，对方可见）", transfer_send: "确认转接", cancel: "取消", to_queue: "退回排队",
+      online_agent: "在线", offline_agent: "离线", transferred: "{from} 转来：{note}", transferred_queue: "{from} 退回排队：{note}",
+      close_note: "处理结果（必填，记入工单）", close_confirm: "确认结案：工单将标记为已解决", close_send: "确认结案",
+      close_need_note: "请填写处理结果", close_need_confirm: "请勾选确认", closed_marker: "—— 客服已结案 ——",
+      transfer_need_note: "请填写转接说明", routed: "为您优先", held_for: "优先分配给会{lang}的客服"
     },
     en: {
       title: "After-sales agent console", sign_in: "Agent sign-in", name: "Name", password: "Password",
@@ -89,7 +96,16 @@
       products: { air_conditioner: "air conditioner", fridge: "fridge", washing_machine: "washing machine",
         water_heater: "water heater", tv: "TV", range_hood: "range hood", dishwasher: "dishwasher",
         gas_hob: "gas hob", microwave: "microwave" },
-      languages: { zh: "Chinese", en: "English" }
+      languages: { zh: "Chinese", en: "English" },
+      online_one: "1 agent online", desk_zone: "Desk time {z}", your_time: "Your time zone ({zone}): {t}",
+      live_on: "live", live_off: "reconnecting…", alert_sound: "Alerts", new_case: "New case waiting: {ticket}",
+      transfer: "Transfer", transfer_to: "To", transfer_note: "Note for the colleague (required)",
+      transfer_send: "Transfer now", cancel: "Cancel", to_queue: "Back to the queue", online_agent: "online",
+      offline_agent: "offline", transferred: "From {from}: {note}", transferred_queue: "{from} put it back in the queue: {note}",
+      close_note: "Resolution (required, goes on the ticket)", close_confirm: "Yes, close: the ticket is marked resolved",
+      close_send: "Close case", close_need_note: "Write the resolution first", close_need_confirm: "Tick the confirmation",
+      closed_marker: "— the agent closed the case —", transfer_need_note: "Write a note for the colleague",
+      routed: "for you first", held_for: "offered first to {lang} speakers"
     }
   };
   var STEPS = ["vent", "apologise", "gather", "propose", "opinion", "follow_up"];
@@ -100,8 +116,17 @@
     lang: localStorage.getItem("agentLang") || ((navigator.language || "zh").toLowerCase().indexOf("zh") === 0 ? "zh" : "en"),
     order: localStorage.getItem("agentOrder") || "oldest",
     conversation: null, card: null, cursor: 0, queueTimer: null, eventsTimer: null, canned: [], polling: false,
-    shown: {}  // tracker event indices already in the transcript: a poll racing a reload adds nothing twice
+    shown: {},  // tracker event indices already in the transcript: a poll racing a reload adds nothing twice
+    alerts: localStorage.getItem("agentAlerts") !== "off", waitingSeen: null, offeredCount: 0
   };
+  // Desk time: every time is shown in the desk's zone (BOT_TIMEZONE, given by the server in a meta tag), whatever
+  // the browser's zone, with its label; the agent's own zone is in the tooltip.
+  var DESK_ZONE = (function () {
+    var meta = document.querySelector('meta[name="desk-zone"]');
+    var zone = meta && meta.getAttribute("content");
+    try { new Intl.DateTimeFormat("en", { timeZone: zone }); return zone; } catch (e) { return "Asia/Shanghai"; }
+  })();
+  var BROWSER_ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
 
   function $(id) { return document.getElementById(id); }
   function t(key, values) {
@@ -124,17 +149,31 @@
     }
     return node;
   }
-  window.AgentConsoleKit = { el: el, label: label };  // shared with desk.js
-  function fmtTime(iso) {
+  function zoneOffset(d, zone) {  // "UTC+8", "UTC-4:30", "UTC"
+    var part = new Intl.DateTimeFormat("en-US", { timeZone: zone, timeZoneName: "shortOffset" }).formatToParts(d)
+      .filter(function (p) { return p.type === "timeZoneName"; })[0];
+    return part ? part.value.replace("GMT", "UTC") : "";
+  }
+  function fmtIn(d, zone, withDate) {
+    var opts = { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: zone };
+    if (withDate) { opts.month = "short"; opts.day = "numeric"; }
+    return new Intl.DateTimeFormat(state.lang === "zh" ? "zh-CN" : "en-GB", opts).format(d);
+  }
+  function zoneLabel(d) { return zoneOffset(d, DESK_ZONE) + " " + DESK_ZONE; }
+  function fmtTime(iso) {  // "12月5日 10:30 (UTC+8 Asia/Shanghai)"
     if (!iso) { return t("none"); }
     var d = new Date(iso);
-    return d.toLocaleString(state.lang === "zh" ? "zh-CN" : "en-GB",
-      { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+    return fmtIn(d, DESK_ZONE, true) + " (" + zoneLabel(d) + ")";
   }
-  function fmtClock(iso) {
+  function yourTime(d) { return t("your_time", { zone: BROWSER_ZONE, t: fmtIn(d, BROWSER_ZONE, true) }); }
+  function timeEl(iso, withDate) {  // <time> in desk time with its zone; the agent's own time as the tooltip
+    if (!iso) { return document.createTextNode(t("none")); }
     var d = new Date(iso);
-    return d.toLocaleTimeString(state.lang === "zh" ? "zh-CN" : "en-GB", { hour: "2-digit", minute: "2-digit" });
+    var zone = withDate ? "(" + zoneLabel(d) + ")" : zoneOffset(d, DESK_ZONE);
+    return el("time", { cls: "dt", datetime: d.toISOString(), title: yourTime(d) + " · " + DESK_ZONE },
+      fmtIn(d, DESK_ZONE, withDate), el("span", { cls: "zone", text: zone }));
   }
+  window.AgentConsoleKit = { el: el, label: label, deskTime: fmtTime, timeEl: timeEl };  // shared with desk.js
   function fmtDuration(seconds) {
     if (seconds < 60) { return t("seconds", { n: seconds }); }
     var m = Math.floor(seconds / 60);
@@ -167,7 +206,11 @@
   // ------------------------------------------------------------------------------------------ language
   function applyLanguage() {
     document.documentElement.lang = state.lang === "zh" ? "zh" : "en";
-    document.title = t("title") + " · " + (state.lang === "zh" ? "Agent console" : "售后客服工作台");
+    setTitle();
+    var now = new Date();
+    $("desk-zone").textContent = t("desk_zone", { z: DESK_ZONE + " (" + zoneOffset(now, DESK_ZONE) + ")" });
+    $("desk-zone").title = yourTime(now);
+    $("alert-sound").checked = state.alerts;
     Array.prototype.forEach.call(document.querySelectorAll("[data-i18n]"), function (node) {
       node.textContent = t(node.getAttribute("data-i18n"));
     });
@@ -190,15 +233,21 @@
     $("me").textContent = state.agent.display_name + (state.agent.role === "supervisor" ? " · supervisor" : "");
     $("order").value = state.order;
     api("GET", "api/canned").then(function (data) { state.canned = data.replies || []; renderCanned(); });
+    $("desk-zone").hidden = false;
+    $("alerts-toggle").hidden = false;
+    state.waitingSeen = null;
     refreshQueue();
+    startLive();
     clearInterval(state.queueTimer);
-    state.queueTimer = setInterval(refreshQueue, 2000);
+    state.queueTimer = setInterval(fallbackPoll, 15000);  // waits tick on; and the safety net if the stream drops
     document.dispatchEvent(new CustomEvent("agent:signed-in", { detail: { agent: state.agent } }));  // desk.js
   }
   function signedOut() {
     state.token = null; state.agent = null; state.conversation = null; state.card = null;
     sessionStorage.removeItem("agentToken");
-    clearInterval(state.queueTimer); clearInterval(state.eventsTimer);
+    clearInterval(state.queueTimer); clearInterval(state.eventsTimer); stopLive();
+    $("desk-zone").hidden = true; $("alerts-toggle").hidden = true; $("live-status").hidden = true;
+    state.offeredCount = 0; setTitle();
     $("desk-view").hidden = true; $("login-view").hidden = false; $("logout").hidden = true; $("me").hidden = true;
     $("desk-status").hidden = true;
     document.dispatchEvent(new CustomEvent("agent:signed-out"));  // desk.js
@@ -236,7 +285,7 @@
     var status = $("desk-status");
     status.hidden = false;
     status.className = "desk-status" + (data.open_now ? "" : " closed");
-    status.textContent = (data.open_now ? t("desk_open") : t("desk_closed")) + " · " + t("online", { n: data.agents_online });
+    status.textContent = (data.open_now ? t("desk_open") : t("desk_closed")) + " · " + (data.agents_online === 1 && state.lang === "en" ? t("online_one") : t("online", { n: data.agents_online }));
     var list = $("queue");
     list.textContent = "";
     data.items.forEach(function (item) {
@@ -252,7 +301,11 @@
       } else if (item.agent) {
         detail.appendChild(el("span", { text: t("by", { name: item.agent_display_name || item.agent }) }));
       }
-      if (item.callback_due) { detail.appendChild(el("span", { text: t("callback", { t: fmtTime(item.callback_due) }) })); }
+      if (item.callback_due) { detail.appendChild(el("span", null, t("callback", { t: "" }).trim() + " ", timeEl(item.callback_due, true))); }
+      if (item.status === "waiting" && item.routed) { line.appendChild(el("span", { cls: "badge routed", text: t("routed") })); }
+      if (item.status === "waiting" && !item.offered) {
+        detail.appendChild(el("span", { text: t("held_for", { lang: label("languages", item.language) }) }));
+      }
       if (item.product || item.customer_name) {
         detail.appendChild(el("span", { text: [item.customer_name, item.product ? label("products", item.product) : null].filter(Boolean).join(" · ") }));
       }
@@ -260,12 +313,119 @@
         el("span", { cls: "q-ticket", text: item.ticket }),
         el("span", { cls: "q-wait", text: t("waited", { t: fmtDuration(item.waiting_seconds) }) }),
         line, detail);
+      var tr = item.transfer;
+      if (tr && ((item.status === "claimed" && state.agent && tr.to === state.agent.name) || (item.status === "waiting" && !tr.to))) {
+        li.appendChild(el("div", { cls: "q-note", text: transferText(tr) }));
+      }
+      li.setAttribute("data-offered", item.offered ? "true" : "false");
+      li.setAttribute("data-status", item.status);
       if (item.conversation_id === state.conversation) { li.className = "active"; }
       li.addEventListener("click", function () { openConversation(item.conversation_id); });
       li.addEventListener("keydown", function (ev) { if (ev.key === "Enter") { openConversation(item.conversation_id); } });
       list.appendChild(li);
     });
     $("queue-empty").hidden = data.items.length > 0;
+    noticeWaiting(data.items);
+  }
+  function transferText(tr) {
+    return t(tr.to ? "transferred" : "transferred_queue", { from: tr.from_display_name || tr.from, note: tr.note || "" });
+  }
+
+  // ------------------------------------------------------------------------------------------ alerts
+  function setTitle() {
+    var base = t("title") + " · " + (state.lang === "zh" ? "Agent console" : "售后客服工作台");
+    document.title = (state.alerts && state.offeredCount ? "(" + state.offeredCount + ") " : "") + base;
+  }
+  function noticeWaiting(items) {  // a case starts waiting for me: sound, title badge, desktop notification
+    var offered = items.filter(function (i) { return i.status === "waiting" && i.offered; });
+    var ids = {};
+    offered.forEach(function (i) { ids[i.handoff_id] = true; });
+    var fresh = state.waitingSeen === null ? [] : offered.filter(function (i) { return !state.waitingSeen[i.handoff_id]; });
+    state.waitingSeen = ids;
+    state.offeredCount = offered.length;
+    setTitle();
+    if (!fresh.length || !state.alerts) { return; }
+    document.body.setAttribute("data-alerted", String(Number(document.body.getAttribute("data-alerted") || 0) + 1));
+    beep();
+    if (window.Notification && Notification.permission === "granted" && document.hidden) {
+      try { new Notification(t("title"), { body: t("new_case", { ticket: fresh[0].ticket }), tag: "agent-queue" }); } catch (e) { /* not allowed here */ }
+    }
+  }
+  function beep() {
+    try {
+      var Ctx = window.AudioContext || window.webkitAudioContext;
+      state.audio = state.audio || new Ctx();
+      var osc = state.audio.createOscillator(), gain = state.audio.createGain();
+      osc.frequency.value = 880; gain.gain.value = 0.08;
+      osc.connect(gain); gain.connect(state.audio.destination);
+      osc.start(); osc.stop(state.audio.currentTime + 0.18);
+    } catch (e) { /* no audio here */ }
+  }
+  $("alert-sound").addEventListener("change", function () {
+    state.alerts = $("alert-sound").checked;
+    localStorage.setItem("agentAlerts", state.alerts ? "on" : "off");
+    if (state.alerts && window.Notification && Notification.permission === "default") { Notification.requestPermission(); }
+    setTitle();
+  });
+
+  // ------------------------------------------------------------------------------------------ live stream
+  // Server-sent events read with fetch (so the bearer token goes in a header, never in the URL). `queue`: read the
+  // queue; `conversation`: read the open conversation's new events. If the stream drops, it reconnects every 2 s
+  // and the 15 s fallback poll covers the gap.
+  var live = { ctrl: null, up: false, retry: null };
+  function setLive(up) {
+    live.up = up;
+    $("live-status").hidden = !state.token;
+    $("live-status").className = "live-status small" + (up ? "" : " down");
+    $("live-status").textContent = up ? "● " + t("live_on") : t("live_off");
+  }
+  function stopLive() {
+    clearTimeout(live.retry);
+    if (live.ctrl) { live.ctrl.abort(); live.ctrl = null; }
+  }
+  function startLive() {
+    stopLive();
+    if (!state.token) { return; }
+    var ctrl = new AbortController();
+    live.ctrl = ctrl;
+    var conv = state.conversation;
+    fetch("api/stream" + (conv ? "?conversation=" + encodeURIComponent(conv) : ""), {
+      headers: { "Authorization": "Bearer " + state.token, "Accept": "text/event-stream" }, signal: ctrl.signal, cache: "no-store"
+    }).then(function (resp) {
+      if (resp.status === 401) { signedOut(); return; }
+      if (!resp.ok || !resp.body) { throw new Error("stream " + resp.status); }
+      setLive(true);
+      var reader = resp.body.getReader(), decoder = new TextDecoder(), buffer = "";
+      function pump() {
+        return reader.read().then(function (chunk) {
+          if (chunk.done) { return; }
+          buffer += decoder.decode(chunk.value, { stream: true });
+          var frames = buffer.split("\n\n");
+          buffer = frames.pop();
+          frames.forEach(onFrame);
+          return pump();
+        });
+      }
+      return pump();
+    }).catch(function () {}).then(function () {
+      if (live.ctrl !== ctrl || ctrl.signal.aborted || !state.token) { return; }
+      setLive(false);
+      live.retry = setTimeout(startLive, 2000);
+    });
+  }
+  function onFrame(frame) {
+    var event = "message", data = "";
+    frame.split("\n").forEach(function (line) {
+      if (line.indexOf("event:") === 0) { event = line.slice(6).trim(); }
+      else if (line.indexOf("data:") === 0) { data += line.slice(5).trim(); }
+    });
+    if (event === "queue") { refreshQueue(); }
+    else if (event === "conversation") { pollEvents(); }
+    else if (event === "bye") { signedOut(); }
+  }
+  function fallbackPoll() {
+    refreshQueue();
+    if (!live.up) { pollEvents(); }
   }
 
   // ------------------------------------------------------------------------------------------ one conversation
@@ -274,9 +434,10 @@
     Array.prototype.forEach.call(document.querySelectorAll("#queue li"), function (li) {
       li.className = li.getAttribute("data-conversation") === id ? "active" : "";
     });
+    $("transfer-form").hidden = true;
+    $("close-form").hidden = true;
     return loadCase().then(function () {
-      clearInterval(state.eventsTimer);
-      state.eventsTimer = setInterval(pollEvents, 1500);
+      if (state.conversation === id) { startLive(); }  // the stream now also tells of this conversation
     });
   }
   function loadCase() {
@@ -290,7 +451,15 @@
       card.transcript.forEach(addItem);
       renderCase();
       scrollDown();
-    }).catch(showError);
+    }).catch(function (err) {
+      if (err.status === 403 && state.conversation === id) { leaveCase(); return; }  // e.g. transferred away
+      showError(err);
+    });
+  }
+  function leaveCase() {
+    state.conversation = null; state.card = null;
+    $("case").hidden = true; $("no-case").hidden = false; $("card").hidden = true; $("note-form").hidden = true;
+    startLive();
   }
   function pollEvents() {
     if (!state.conversation || state.polling) { return; }
@@ -314,12 +483,13 @@
     state.shown[item.i] = true;
     var node;
     if (item.from === "system") {
-      node = el("li", { cls: "sys", text: item.what === "paused" ? t("paused") : t("resumed") });
+      node = el("li", { cls: "sys" + (item.what === "closed" ? " closed" : ""),
+        text: item.what === "paused" ? t("paused") : item.what === "closed" ? t("closed_marker") : t("resumed") });
     } else {
       var who = item.from === "customer" ? t("customer") : item.from === "agent"
         ? t("agent") + " · " + (item.agent_display_name || item.agent) : t("bot");
       node = el("li", { cls: "msg " + item.from, "data-from": item.from },
-        el("span", { cls: "who", text: who + " · " + fmtClock(item.at) }),
+        el("span", { cls: "who" }, who + " · ", timeEl(item.at, false)),
         document.createTextNode(item.from === "customer" && item.shown ? item.shown : item.text));
       if (item.buttons && item.buttons.length) {
         var row = el("div", { cls: "buttons" });
@@ -349,6 +519,12 @@
     $("btn-handback").disabled = !holder;
     $("btn-close").hidden = !(h.status === "waiting" || h.status === "claimed");
     $("btn-close").disabled = !card.may_act || card.masked;  // only the agent holding the case (or a supervisor)
+    $("btn-transfer").hidden = h.status !== "claimed";
+    $("btn-transfer").disabled = !holder;
+    var tr = card.transfer;
+    var forMe = tr && ((h.status === "claimed" && tr.to === (state.agent && state.agent.name)) || (h.status === "waiting" && !tr.to));
+    $("case-transfer").hidden = !forMe;
+    $("case-transfer").textContent = forMe ? transferText(tr) : "";
     $("reply").disabled = !holder;
     $("send").disabled = !holder;
     $("canned").disabled = !holder;
@@ -381,9 +557,9 @@
       [t("f_known"), card.customer.known ? t("yes") : t("no")]]));
     box.appendChild(el("h3", { text: t("sec_handoff") }));
     var rows = [[t("f_reason"), label("reasons", h.reason)], [t("f_anger"), angerMeter(h.anger)],
-      [t("f_requested"), fmtTime(h.requested_at)], [t("f_channel"), label("channels", card.channel)],
+      [t("f_requested"), timeEl(h.requested_at, true)], [t("f_channel"), label("channels", card.channel)],
       [t("f_language"), label("languages", h.language)]];
-    if (h.callback_due) { rows.push([t("f_callback"), fmtTime(h.callback_due)]); }
+    if (h.callback_due) { rows.push([t("f_callback"), timeEl(h.callback_due, true)]); }
     box.appendChild(dl(rows));
 
     box.appendChild(el("h3", { text: t("sec_purchase") }));
@@ -412,7 +588,7 @@
     var steps = el("ol", { cls: "steps" });
     card.steps.forEach(function (s) {
       steps.appendChild(el("li", { cls: s.at ? "done" : "" }, el("span", { cls: "dot", text: s.at ? "✓" : "" }),
-        el("span", { text: t("step_" + s.step) }), el("span", { cls: "when", text: s.at ? fmtTime(s.at) : "" })));
+        el("span", { text: t("step_" + s.step) }), el("span", { cls: "when" }, s.at ? timeEl(s.at, true) : null)));
     });
     box.appendChild(steps);
 
@@ -434,10 +610,10 @@
     } else {
       var ul = el("ul", { cls: "list" });
       hist.tickets.forEach(function (x) {
-        ul.appendChild(el("li", { text: x.number + " · " + label("products", x.product) + " · " + x.status + " · " + fmtTime(x.created_at) }));
+        ul.appendChild(el("li", null, x.number + " · " + label("products", x.product) + " · " + x.status + " · ", timeEl(x.created_at, true)));
       });
       hist.visits.forEach(function (v) {
-        ul.appendChild(el("li", { text: "🔧 " + fmtTime(v.start) + " · " + (v.engineer ? v.engineer[state.lang] : "") + " · " + v.status }));
+        ul.appendChild(el("li", null, "🔧 ", timeEl(v.start, true), " · " + (v.engineer ? v.engineer[state.lang] : "") + " · " + v.status));
       });
       box.appendChild(ul);
     }
@@ -447,7 +623,7 @@
       box.appendChild(el("p", { cls: "muted", text: t("no_notes") }));
     } else {
       var notes = el("ul", { cls: "notes" });
-      card.notes.forEach(function (n) { notes.appendChild(el("li", { text: n.agent + " · " + fmtTime(n.at) + "：" + n.text })); });
+      card.notes.forEach(function (n) { notes.appendChild(el("li", null, n.agent + " · ", timeEl(n.at, true), "：" + n.text)); });
       box.appendChild(notes);
     }
   }
@@ -470,7 +646,48 @@
   }
   $("btn-claim").addEventListener("click", function () { act("claim"); });
   $("btn-handback").addEventListener("click", function () { act("handback"); });
-  $("btn-close").addEventListener("click", function () { act("close", {}); });
+  $("btn-close").addEventListener("click", function () {  // asks for the resolution and a confirmation first
+    $("transfer-form").hidden = true;
+    $("close-form").hidden = false;
+    $("close-error").hidden = true;
+    $("close-confirm").checked = false;
+    $("close-note").focus();
+  });
+  $("close-cancel").addEventListener("click", function () { $("close-form").hidden = true; });
+  $("close-form").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var note = $("close-note").value.trim();
+    var problem = !note ? t("close_need_note") : !$("close-confirm").checked ? t("close_need_confirm") : null;
+    $("close-error").textContent = problem || "";
+    $("close-error").hidden = !problem;
+    if (problem) { return; }
+    act("close", { note: note }).then(function (data) {
+      if (data) { $("close-form").hidden = true; $("close-note").value = ""; }
+    });
+  });
+  $("btn-transfer").addEventListener("click", function () {
+    $("close-form").hidden = true;
+    var select = $("transfer-to");
+    select.textContent = "";
+    select.appendChild(el("option", { value: "", text: t("to_queue") }));
+    api("GET", "api/agents").then(function (data) {
+      data.agents.forEach(function (a) {
+        select.appendChild(el("option", { value: a.name, text: a.display_name + " (" + a.name + ") · " +
+          (a.online ? t("online_agent") : t("offline_agent")) + " · " + (a.languages || []).map(function (l) { return label("languages", l); }).join("/") }));
+      });
+    }).catch(showError);
+    $("transfer-form").hidden = false;
+    $("transfer-note").focus();
+  });
+  $("transfer-cancel").addEventListener("click", function () { $("transfer-form").hidden = true; });
+  $("transfer-form").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var note = $("transfer-note").value.trim();
+    if (!note) { showError(new Error(t("transfer_need_note"))); return; }
+    act("transfer", { to: $("transfer-to").value || null, note: note }).then(function (data) {
+      if (data) { $("transfer-form").hidden = true; $("transfer-note").value = ""; }
+    });
+  });
   $("composer").addEventListener("submit", function (ev) {
     ev.preventDefault();
     var text = $("reply").value.trim();

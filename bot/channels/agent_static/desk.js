@@ -79,10 +79,9 @@
     return node;
   }
   function pct(v) { return v === null || v === undefined ? "—" : (v * 100).toFixed(1) + "%"; }
-  function when(iso) {
+  function when(iso) {  // desk time with its zone label, whatever the browser's zone (console.js)
     if (!iso) { return "—"; }
-    return new Date(iso).toLocaleString(desk.lang === "zh" ? "zh-CN" : "en-GB",
-      { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+    return window.AgentConsoleKit.deskTime(iso);
   }
   function api(method, path, body) {
     var headers = { "Accept": "application/json" };
