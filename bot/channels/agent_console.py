@@ -38,6 +38,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot.channels.agent_customers import add_customer_routes, customer_openapi_paths, suggested_facts
 from bot.channels.agent_desk import add_desk_routes, desk_openapi_paths
 from bot.services.handoff import HTTP_STATUS, HandoffError
 
@@ -49,6 +50,7 @@ STATIC_FILES = {
     "console.css": "text/css; charset=utf-8",
     "desk.js": "application/javascript; charset=utf-8",  # the desk pages: alerts, call-backs, visits, figures
     "desk.css": "text/css; charset=utf-8",
+    "customers.js": "application/javascript; charset=utf-8",  # the customers page and the card editor (issue 16)
 }
 PAGE_HEADERS = {
     "Cache-Control": "no-cache",
@@ -481,6 +483,7 @@ class AgentConsoleInput(InputChannel):
             events, _tracker = await self._tracker_events(request.app, conversation_id)
             card["transcript"] = transcript(events)
             card["cursor"] = len(events)
+            card["suggested_facts"] = suggested_facts(card) if not card["masked"] else []
             # Personal data only for the agent who holds the case (or a supervisor): PIPL's need-to-know.
             return ok(masked_card(card) if card["masked"] else card)
 
@@ -607,6 +610,7 @@ class AgentConsoleInput(InputChannel):
             return ok(await as_agent(request, work), status=201)
 
         add_desk_routes(bp, backend, as_agent, ok, guarded)
+        add_customer_routes(bp, backend, as_agent, ok, guarded, handoff_of)
         return bp
 
 
@@ -694,6 +698,7 @@ def openapi_document() -> dict:
                 "Add an internal note to the ticket", obj, params=[conv], status="201",
                 body={"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}})},
             **desk_openapi_paths(op, obj),
+            **customer_openapi_paths(op, obj),
         },
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
