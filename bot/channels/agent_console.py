@@ -51,6 +51,7 @@ STATIC_FILES = {
     "desk.js": "application/javascript; charset=utf-8",  # the desk pages: alerts, call-backs, visits, figures
     "desk.css": "text/css; charset=utf-8",
     "customers.js": "application/javascript; charset=utf-8",  # the customers page and the card editor (issue 16)
+    "customers.css": "text/css; charset=utf-8",
 }
 PAGE_HEADERS = {
     "Cache-Control": "no-cache",

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from bot.nlu import phones
 from bot.nlu.extract import extract_entities, model_code
 from bot.nlu.timeparse import parse_date
+from bot.services.tickets import TicketError
 from bot.store.models import Agent, Handoff, Ticket
 
 EDITABLE = ("address", "model", "phone", "purchase_date", "symptom")
@@ -26,12 +27,8 @@ MAX_VALUE = 300  # characters read from an agent's input
 MAX_SUGGESTIONS = 10
 
 
-class FactError(Exception):
+class FactError(TicketError):
     """A value the bot would not take either; `code` names the bot's own complaint (bad_phone, bad_date, ...)."""
-
-    def __init__(self, code: str, detail: str = ""):
-        super().__init__(detail or code)
-        self.code = code
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from bot.nlu import phones
+from bot.services.tickets import TicketError
 from bot.store.models import Customer, Handoff, Purchase, Ticket, Visit
 
 MAX_QUERY = 100  # characters of a search; anything longer is cut before it is read
@@ -21,10 +22,8 @@ ORDER_RE = re.compile(r"^\s*[A-Za-z]{0,4}\d{6,}\s*$")
 REPEAT_DAYS = 90
 
 
-class CustomerError(Exception):
-    def __init__(self, code: str, detail: str = ""):
-        super().__init__(detail or code)
-        self.code = code
+class CustomerError(TicketError):
+    """customer_not_found, empty_query."""
 
 
 @dataclass(frozen=True)
