@@ -165,6 +165,7 @@
 
   // ------------------------------------------------------------------------------------------ the card editor
   function renderEditor(card, conversation) {
+    if (conversation !== my.conversation) { my.last = null; }
     my.card = card;
     my.conversation = conversation;
     var box = $("card");
@@ -178,8 +179,10 @@
     var form = el("form", { id: "fact-form", cls: "fact-form" });
     var select = el("select", { id: "fact-field", "aria-label": "field" });
     FIELDS.forEach(function (f) { select.appendChild(el("option", { value: f, text: sub("field", f) })); });
+    if (my.last) { select.value = my.last.field; }
     var input = el("input", { id: "fact-value", "aria-label": "value" });
-    var result = el("p", { id: "fact-result", cls: "small", role: "status" });
+    var result = el("p", { id: "fact-result", cls: my.last ? my.last.cls : "small", role: "status",
+      text: my.last ? my.last.text : "" });  // the card is drawn anew after a save: the answer stays
     form.appendChild(el("h3", { text: t("edit_title") }));
     form.appendChild(select);
     form.appendChild(input);
@@ -203,11 +206,13 @@
       .then(function (data) {
         result.textContent = data.changed.length ? t("saved", { f: sub("field", field) + " = " + data.value }) : t("unchanged");
         result.className = "small ok";
+        my.last = { text: result.textContent, cls: result.className, field: field };
         document.dispatchEvent(new CustomEvent("agent:reload-case"));  // console.js shows the card anew
       })
       .catch(function (err) {
         result.textContent = (I18N[my.lang].errors[err.code] || err.message);
         result.className = "small error";
+        my.last = { text: result.textContent, cls: result.className, field: field };
       });
   }
 
