@@ -91,7 +91,7 @@ def repeat_complaint(session: Session, ticket: Ticket, days: int = REPEAT_DAYS) 
 # --------------------------------------------------------------------------------------------- search
 def _customer_row(customer: Customer, matched_by: str, counts: dict) -> dict:
     return {"id": customer.id, "name": customer.name, "phone": customer.phone, "language": customer.language,
-            "since": customer.created_at.isoformat() if customer.created_at else None, "matched_by": matched_by,
+            "since": _iso(customer.created_at), "matched_by": matched_by,
             "tickets": counts.get(customer.id, 0),
             "purchases": len(customer.purchases)}
 
