@@ -41,6 +41,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot.channels.agent_customers import add_customer_routes, customer_openapi_paths, suggested_facts
 from bot.channels.agent_desk import add_desk_routes, desk_openapi_paths
 from bot.flows import after_handoff
 from bot.channels.agent_live import LiveHub, add_live_routes, live_openapi_paths
@@ -55,6 +56,8 @@ STATIC_FILES = {
     "console.css": "text/css; charset=utf-8",
     "desk.js": "application/javascript; charset=utf-8",  # the desk pages: alerts, call-backs, visits, figures
     "desk.css": "text/css; charset=utf-8",
+    "customers.js": "application/javascript; charset=utf-8",  # the customers page and the card editor (issue 16)
+    "customers.css": "text/css; charset=utf-8",
 }
 PAGE_HEADERS = {
     "Cache-Control": "no-cache",
@@ -528,6 +531,7 @@ class AgentConsoleInput(InputChannel):
             events, _tracker = await self._tracker_events(request.app, conversation_id)
             card["transcript"] = transcript(events)
             card["cursor"] = len(events)
+            card["suggested_facts"] = suggested_facts(card) if not card["masked"] else []
             # Personal data only for the agent who holds the case (or a supervisor): PIPL's need-to-know.
             return ok(masked_card(card) if card["masked"] else card)
 
@@ -678,6 +682,7 @@ class AgentConsoleInput(InputChannel):
 
         add_desk_routes(bp, backend, as_agent, ok, guarded)
         add_live_routes(bp, self.live, backend, as_agent, ok, guarded, body_of, handoff_of, desk_zone)
+        add_customer_routes(bp, backend, as_agent, ok, guarded, handoff_of)
         return bp
 
 
@@ -766,6 +771,7 @@ def openapi_document() -> dict:
                 body={"type": "object", "required": ["text"], "properties": {"text": {"type": "string"}}})},
             **desk_openapi_paths(op, obj),
             **live_openapi_paths(op, obj, conv),
+            **customer_openapi_paths(op, obj),
         },
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},

@@ -645,7 +645,7 @@ def sign_in_in_steps(uow_factory: Callable, name: str, password: str, now: datet
 def case_card(session: Session, handoff: Handoff, *, policy=None, today: date | None = None,
               desk: HandoffDesk | None = None, now: datetime | None = None) -> dict:
     """What an agent needs before typing a word: who, what they bought, warranty, what the bot did so far."""
-    from bot.services.warranty import WarrantyCase, evaluate
+    from bot.services.customers import repeat_complaint
 
     ticket: Ticket = handoff.ticket
     customer = ticket.customer
@@ -684,34 +684,41 @@ def case_card(session: Session, handoff: Handoff, *, policy=None, today: date | 
         "events": [{"at": iso(e.at), "actor": e.actor, "kind": e.kind, "data": e.data} for e in ticket.events][-60:],
     }
     if purchase is not None:
-        product = purchase.product
-        card["purchase"] = {"order_id": purchase.order_id, "category": product.category if product else None,
-                            "model": product.model if product else None,
-                            "name": {"zh": product.name_zh, "en": product.name_en} if product else None,
-                            "purchase_date": purchase.purchase_date.isoformat(),
-                            "delivery_date": purchase.delivery_date.isoformat() if purchase.delivery_date else None,
-                            "shop": purchase.shop, "price": str(purchase.price) if purchase.price is not None else None}
-        if policy is not None and product is not None and product.category in policy.categories():
-            today = today or datetime.now(timezone.utc).date()
-            start = purchase.delivery_date or purchase.purchase_date
-            try:
-                decision = evaluate(policy, WarrantyCase(
-                    category=product.category, purchase_date=purchase.purchase_date, today=max(today, start),
-                    delivery_date=purchase.delivery_date, opened=purchase.opened, used=purchase.used))
-                card["warranty"] = {"in_warranty": decision.in_warranty,
-                                    "ends": decision.warranty_ends.isoformat(),
-                                    "days_since_start": decision.days_since_start,
-                                    "months": decision.warranty_months,
-                                    "eligible": list(decision.kinds()), "policy": decision.policy_version}
-            except ValueError as exc:  # an impossible record (dates out of order): show it, do not fail the card
-                card["warranty"] = {"error": str(exc)}
+        card["purchase"], card["warranty"] = _purchase_and_warranty(purchase, policy, today)
     card["labels"] = _fact_labels(ticket)
     card["history"] = _history(session, ticket)
+    card["repeat_complaint"] = repeat_complaint(session, ticket)  # earlier tickets of this customer (issue 16)
     if desk is not None and now is not None:
         status = desk.queue_status(handoff, now)
         card["queue"] = {"position": status.position, "agents_online": status.agents_online,
                          "expected_wait_minutes": status.expected_wait_minutes, "open_now": status.open_now}
     return card
+
+
+def _purchase_and_warranty(purchase, policy, today: date | None) -> tuple[dict, dict | None]:
+    """The purchase on the case card, and its warranty status under the policy (None without a policy)."""
+    from bot.services.warranty import WarrantyCase, evaluate
+
+    product = purchase.product
+    shown = {"order_id": purchase.order_id, "category": product.category if product else None,
+             "model": product.model if product else None,
+             "name": {"zh": product.name_zh, "en": product.name_en} if product else None,
+             "purchase_date": purchase.purchase_date.isoformat(),
+             "delivery_date": purchase.delivery_date.isoformat() if purchase.delivery_date else None,
+             "shop": purchase.shop, "price": str(purchase.price) if purchase.price is not None else None}
+    if policy is None or product is None or product.category not in policy.categories():
+        return shown, None
+    today = today or datetime.now(timezone.utc).date()
+    start = purchase.delivery_date or purchase.purchase_date
+    try:
+        decision = evaluate(policy, WarrantyCase(
+            category=product.category, purchase_date=purchase.purchase_date, today=max(today, start),
+            delivery_date=purchase.delivery_date, opened=purchase.opened, used=purchase.used))
+    except ValueError as exc:  # an impossible record (dates out of order): show it, do not fail the card
+        return shown, {"error": str(exc)}
+    return shown, {"in_warranty": decision.in_warranty, "ends": decision.warranty_ends.isoformat(),
+                   "days_since_start": decision.days_since_start, "months": decision.warranty_months,
+                   "eligible": list(decision.kinds()), "policy": decision.policy_version}
 
 
 def masked_card(card: dict) -> dict:

@@ -168,6 +168,10 @@ class TicketBook:
         if changed:
             ticket.updated_at = now
             add_event(self.session, ticket, "facts_recorded", actor, now, changes=_jsonable(changed))
+        if "phone" in changed and ticket.customer_id is None and ticket.customer is None:
+            from bot.services.customers import link_by_phone
+
+            link_by_phone(self.session, ticket, now)  # issue 16: everyone who gives a phone becomes a customer
         return changed
 
     def append_account(self, ticket: Ticket, text: str, now: datetime) -> None:

@@ -626,7 +626,9 @@
       card.notes.forEach(function (n) { notes.appendChild(el("li", null, n.agent + " · ", timeEl(n.at, true), "：" + n.text)); });
       box.appendChild(notes);
     }
+    document.dispatchEvent(new CustomEvent("agent:card", { detail: { card: card, conversation: state.conversation } }));  // customers.js
   }
+  document.addEventListener("agent:reload-case", function () { if (state.conversation) { loadCase(); } });  // customers.js
 
   function showError(err) {
     var box = $("case-error");
