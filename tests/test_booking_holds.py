@@ -23,6 +23,7 @@ from bot.store.models import Ticket, Visit, VisitHold
 from bot.settings import ROOT
 from tests.conftest import NOW, PG_URL, postgres_available
 from tests.stack import Stack, need_model
+from tests.test_script import Chat, book_repair, tools  # noqa: F401 - the fixture: the script's tools on both databases
 from tests.test_visits import CHAOYANG, ROSTER, TZ, prepare, raw_roster
 
 HOLD = timedelta(minutes=ROSTER.hold_minutes)
@@ -234,3 +235,41 @@ def test_40_customers_booking_at_once_each_confirm_a_visit_within_two_tries(book
              if e["event"] == "bot"]
     assert any(f"holding these times for you for {ROSTER.hold_minutes} minutes" in t for t in texts)
     assert any("All booked: ticket SV-" in t for t in texts)
+
+
+# ---------------------------------------------------------------------------------------------- the conversation
+ZH_TO_OFFER = [("王师傅上次修完冰箱又不制冷了，帮我再派人来修", "request_repair"), ("对", "affirm"),
+               ("BCD-215STPA", "inform"), ("四年前买的", "inform"), ("13812345678", "inform"),
+               ("北京市朝阳区望京西路8号院3号楼1单元502", "inform"), ("明天下午", "inform")]
+
+
+def _to_offer(tools, name: str):
+    chat = Chat(tools, name, language="zh")
+    book_repair(chat, ZH_TO_OFFER)
+    while chat.state["proposals"][chat.state["pidx"]]["kind"] == "self_check":
+        chat.say("不用了", "deny")
+    out = chat.say("可以", "affirm")
+    assert chat.state["step"] == "visit_pick" and len(chat.state["windows"]) == 3
+    return chat, out
+
+
+def _held(tools) -> list[tuple[int, int]]:
+    with tools.uow() as uow:
+        return [(h.ticket_id, h.engineer_id) for h in uow.session.execute(select(VisitHold)).scalars()]
+
+
+def test_in_the_chat_offers_are_held_a_pick_keeps_one_and_a_hand_off_releases_it(tools):
+    first, out = _to_offer(tools, "hold-a")
+    assert f"这几个时间为您保留{ROSTER.hold_minutes}分钟" in "\n".join(out)
+    second, _ = _to_offer(tools, "hold-b")
+    offered = [{(w["engineer_id"], w["start"]) for w in chat.state["windows"]} for chat in (first, second)]
+    assert not offered[0] & offered[1]  # the second customer, a minute later, is offered other windows
+    assert len(_held(tools)) == 6
+    first.say("2", "inform")  # picks the second window: the other two are released
+    assert first.state["step"] == "visit_confirm"
+    with tools.uow() as uow:
+        a = uow.session.execute(select(Ticket.id).where(Ticket.number == first.state["ticket"])).scalar_one()
+    assert [t for t, _e in _held(tools)].count(a) == 1
+    first.say("转人工", "request_human")  # goes to a person: nothing stays held for A
+    assert first.state["flow"] == "human"
+    assert all(t != a for t, _e in _held(tools)) and len(_held(tools)) == 3

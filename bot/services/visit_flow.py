@@ -181,9 +181,7 @@ class VisitSteps:
     def settle_holds(self, uow, ticket: Ticket, state: dict) -> None:
         """Outside the visit steps (booked, handed off, stopped, moved on) the ticket holds no window."""
         if state.get("flow") != "complaint" or state.get("step") not in ("visit_pick", "visit_confirm"):
-            visits = self.visits(uow)
-            live = visits.live_visit(ticket)  # a window just booked stays held a while (see VisitBook._insert)
-            visits.release_holds(ticket.id, keep=[live] if live is not None else [])
+            self.visits(uow).release_holds(ticket.id, keep_booked=True)
 
     def visit_confirm_turn(self, turn: Turn, state: dict, ticket: Ticket, book: TicketBook, uow) -> list[Message]:
         if turn.intent == "affirm":

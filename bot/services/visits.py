@@ -511,11 +511,17 @@ class VisitBook:
         self.release_holds(ticket.id, keep=[window])
         return True
 
-    def release_holds(self, ticket_id: int, keep: Iterable[Window | Visit] = ()) -> int:
-        """Release the ticket's holds except those on the windows (or visits) in `keep`. Returns how many."""
+    def release_holds(self, ticket_id: int, keep: Iterable[Window] = (), keep_booked: bool = False) -> int:
+        """Release the ticket's holds except those on the windows in `keep` and, with `keep_booked`, on the windows
+        of its booked visits (held a while after booking, see `_insert`). Returns how many were released."""
+        rows = list(self.session.execute(select(VisitHold).where(VisitHold.ticket_id == ticket_id)).scalars())
+        if not rows:
+            return 0
         kept = {(w.engineer_id, as_utc(w.start)) for w in keep}
-        gone = [h.id for h in self.session.execute(select(VisitHold).where(VisitHold.ticket_id == ticket_id)).scalars()
-                if (h.engineer_id, as_utc(h.start)) not in kept]
+        if keep_booked:
+            kept |= {(eid, as_utc(start)) for eid, start in self.session.execute(
+                select(Visit.engineer_id, Visit.start).where(Visit.ticket_id == ticket_id, Visit.status == BOOKED))}
+        gone = [h.id for h in rows if (h.engineer_id, as_utc(h.start)) not in kept]
         if gone:
             self.session.execute(delete(VisitHold).where(VisitHold.id.in_(gone))
                                  .execution_options(synchronize_session=False))
