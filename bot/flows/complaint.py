@@ -53,6 +53,7 @@ class ComplaintFlow(Flow):
                 return self.script.idle.handle(turn, {})
             if intent == "request_human":
                 reply = self.script.handoff.handoff_on(ticket, book, turn, state, "customer_request")
+                self.script.visit.settle_holds(uow, ticket, reply.state)
                 uow.commit()
                 return reply
             if intent == "stop" and not STOP_RE.search(turn.text or ""):
@@ -62,13 +63,16 @@ class ComplaintFlow(Flow):
             if intent == "stop":
                 book.set_status(ticket, TicketStatus.awaiting_customer.value, turn.now, actor="customer",
                                 note="customer stopped the conversation")
+                self.script.visit.settle_holds(uow, ticket, {})
                 uow.commit()
                 return Reply([self.msg("stopped_flow", turn, number=ticket.number)], {"last_ticket": ticket.number})
             step = self.steps().get(state.get("step"))
             if step is None:
+                self.script.visit.settle_holds(uow, ticket, {"last_ticket": ticket.number})
                 uow.commit()
                 return self.script.idle.handle(turn, {"last_ticket": ticket.number})
             out = step(TurnContext(turn, state, ticket, book, uow))
+            self.script.visit.settle_holds(uow, ticket, state)
             uow.commit()
         return Reply(out, state)
 

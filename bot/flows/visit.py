@@ -82,13 +82,15 @@ class VisitFlow(Flow):
         when = when if when is not None else self.preferred_when(state)
         out: list[Message] = []
         try:
-            windows = visits.proposals(category=ticket.product or "", address=ticket.address or "", now=turn.now,
-                                       when=when) if when is not None else []
+            # Offered windows are held for this customer (VisitBook.offer): others booking now get other ones.
+            windows = visits.offer(ticket=ticket, category=ticket.product or "", address=ticket.address or "",
+                                   now=turn.now, when=when) if when is not None else []
             own_wish_kept = bool(windows)
             if when is not None and not windows:
                 out.append(self.msg("visit_none_in_wish", turn))
             if not windows:
-                windows = visits.proposals(category=ticket.product or "", address=ticket.address or "", now=turn.now)
+                windows = visits.offer(ticket=ticket, category=ticket.product or "", address=ticket.address or "",
+                                       now=turn.now)
         except VisitError as err:
             return self.visit_impossible(ctx, err.code)
         if not windows:
@@ -105,7 +107,8 @@ class VisitFlow(Flow):
                for m in out):
             buttons.append(self.button("btn_human", turn, "/request_human"))
         listing = "\n".join(f"{i}. {label}" for i, label in enumerate(labels, 1))
-        out.append(Message(self.t.get("visit_offer", lang) + "\n" + listing, buttons))
+        hold = self.t.get("visit_hold_note", lang, minutes=self.tools.roster.hold_minutes)
+        out.append(Message(self.t.get("visit_offer", lang) + "\n" + listing + "\n" + hold, buttons))
         return out
 
     def visit_impossible(self, ctx: TurnContext, code: str) -> list[Message]:
@@ -143,9 +146,11 @@ class VisitFlow(Flow):
             return [self.msg("visit_ask_other_time", turn)]
         choice = self.chosen_window(turn, state)
         if isinstance(choice, int):
+            window = state["windows"][choice]
+            if not self.hold_choice(turn, ticket, window, uow):
+                return [self.msg("visit_taken", turn)] + self.offer_windows(ctx)
             state["chosen"] = choice
             state["step"] = "visit_confirm"
-            window = state["windows"][choice]
             return [self.msg("visit_confirm", turn, [self.button("btn_confirm", turn, "/affirm"),
                                                       self.button("btn_change_time", turn, "/deny")],
                              time=self.window_label(window, turn.language), address=ticket.address or "-",
@@ -160,6 +165,15 @@ class VisitFlow(Flow):
                    "invalid_date": "bad_date"}.get(getattr(err, "code", ""), "bad_time")
             return [self.msg(key, turn), self.msg("visit_pick_again", turn)]
         return [self.msg("visit_pick_again", turn)]
+
+    def hold_choice(self, turn: Turn, ticket: Ticket, window: dict, uow) -> bool:
+        """The picked window is held afresh for this customer, the other offered ones are released (issue 17)."""
+        return self.visits(uow).keep_hold(ticket, window_obj(window), turn.now)
+
+    def settle_holds(self, uow, ticket: Ticket, state: dict) -> None:
+        """Outside the visit steps (booked, handed off, stopped, moved on) the ticket holds no window."""
+        if state.get("flow") != "complaint" or state.get("step") not in ("visit_pick", "visit_confirm"):
+            self.visits(uow).release_holds(ticket.id, keep_booked=True)
 
     def visit_confirm_turn(self, ctx: TurnContext) -> list[Message]:
         turn, state, ticket, book, uow = ctx

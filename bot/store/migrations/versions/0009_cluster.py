@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 
 revision = '0009_cluster'
-down_revision = '0008_nlu'
+down_revision = '0009_agent_names'
 branch_labels = None
 depends_on = None
 

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 
 revision = '0009_live'
-down_revision = '0008_nlu'
+down_revision = '0009_holds'
 branch_labels = None
 depends_on = None
 
