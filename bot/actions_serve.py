@@ -5,7 +5,8 @@ rasa-sdk 3.6 serves /webhook to anyone on 0.0.0.0. This launcher
 - binds BOT_ACTIONS_HOST (default 127.0.0.1) on BOT_ACTIONS_PORT / --port (default 5055);
 - answers /webhook and /actions only when the call carries BOT_ACTIONS_TOKEN as the query parameter `token` (what
   Rasa 3.6 sends for an action endpoint with `token:` in endpoints.yml: rasa/utils/endpoints.py
-  `EndpointConfig.combine_parameters`), else 401; /health stays open (it says nothing);
+  `EndpointConfig.combine_parameters`), else 401; /health, /healthz and /readyz stay open (they say nothing
+  private), /metrics has its own credential (bot/observability.py);
 - refuses to start without a token (a shared secret of at least 16 characters);
 - serves no CORS: nothing but the Rasa server calls it.
 """
@@ -19,7 +20,7 @@ import sys
 
 log = logging.getLogger(__name__)
 
-OPEN_PATHS = ("/health",)
+OPEN_PATHS = ("/health", "/healthz", "/readyz", "/metrics")  # /metrics checks its own credential
 MIN_TOKEN_CHARS = 16
 
 
@@ -35,6 +36,10 @@ def create_app(token: str, package: str = "actions"):
         raise SystemExit(f"BOT_ACTIONS_TOKEN must be set (at least {MIN_TOKEN_CHARS} characters): the action server "
                          "does not start open")
     app = sdk_app(package, cors_origins=None)
+    from bot.observability import add_sanic_routes, instrument_action_server
+
+    add_sanic_routes(app)  # /healthz, /readyz (database, Redis), /metrics (bot/observability.py)
+    instrument_action_server(app)
 
     @app.on_request
     async def require_token(request):
@@ -58,6 +63,10 @@ def main(argv: list[str] | None = None) -> None:
     from rasa_sdk import utils
 
     utils.update_sanic_log_level()
+    from bot.observability import json_logs_wanted, use_json_logs
+
+    if json_logs_wanted():
+        use_json_logs()
     app = create_app(os.environ.get("BOT_ACTIONS_TOKEN", ""), args.actions)
     log.info("action server on http://%s:%d (token required)", args.host, args.port)
     app.run(args.host, args.port, workers=1, access_log=False)

@@ -237,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     from bot.cli_outbox import add_outbox_commands
     from bot.cli_privacy import add_privacy_commands
     from bot.cli_visits import add_visit_commands
+    from bot.cluster import add_cluster_commands
 
     add_visit_commands(sub)
     add_agent_commands(sub)
@@ -244,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_telegram_commands(sub)
     add_outbox_commands(sub)
     add_nlu_commands(sub)
+    add_cluster_commands(sub)
     return parser
 
 

@@ -76,6 +76,10 @@ def cmd_outbox_run(args) -> int:
     if args.now and not args.once:
         raise SystemExit("--now goes with --once")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bot.observability import json_logs_wanted, use_json_logs
+
+    if json_logs_wanted():
+        use_json_logs()
     with _sessions() as (settings, sessions), _single_runner(settings):
         runner = build_runner(settings, sessions)
         if args.once:
@@ -87,6 +91,10 @@ def cmd_outbox_run(args) -> int:
             return 0
         stopping = []
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+        if os.environ.get("BOT_METRICS_PORT"):  # /metrics (outbox backlog, hand-off queue), /healthz, /readyz
+            from bot.observability import serve_metrics
+
+            serve_metrics(int(os.environ["BOT_METRICS_PORT"]))
         log.info("outbox runner started (poll every %ss)", runner.config.poll_seconds)
         try:
             while not stopping:

@@ -12,7 +12,8 @@ Two differences, both about memory (docs/PERFORMANCE.md, changes 11 and 20):
 And the issue 18 fixes to Rasa's message processor (bot/hardening.py): a failed action call gets a plain answer and
 the message is kept, not silence; nothing (not even /restart) is handled while a person holds the conversation.
 Every log line is masked for personal data (bot/pii.py), in this process and, through actions/__init__.py, in the
-action server.
+action server. The app also serves /healthz, /readyz and /metrics, and logs JSON lines on stdout in the cluster
+profile (bot/observability.py).
 """
 from __future__ import annotations
 
@@ -39,6 +40,9 @@ def main() -> None:
     from bot import hardening
 
     hardening.apply()
+    from bot import observability
+
+    observability.patch_rasa_app()  # /healthz, /readyz, /metrics; JSON logs in the cluster profile
     from rasa.__main__ import main as rasa_main
 
     sys.argv[0] = "rasa"

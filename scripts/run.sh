@@ -23,21 +23,33 @@ secret BOT_SESSION_SECRET var/session_secret
 # The outbox runner hands promises to the Rasa server with this shared secret.
 secret BOT_OUTBOX_TOKEN var/outbox_token
 export BOT_ACTIONS_HOST="${BOT_ACTIONS_HOST:-127.0.0.1}"
+# Addresses from the environment (README "Configuration"); loopback by default.
+RASA_HOST="${BOT_RASA_HOST:-127.0.0.1}"
+RASA_PORT="${BOT_RASA_PORT:-5005}"
+ACTIONS_PORT="${BOT_ACTIONS_PORT:-5055}"
+ENDPOINTS=endpoints.yml
+# The cluster profile (README "Several instances"): Rasa's Redis lock store in an endpoints file written for it.
+if "$VENV/bin/python" -m bot cluster profile | grep -q '"profile": "cluster"'; then
+  ENDPOINTS=var/endpoints.cluster.yml
+  BOT_ACTIONS_URL="${BOT_ACTIONS_URL:-http://127.0.0.1:$ACTIONS_PORT/webhook}" \
+    "$VENV/bin/python" -m bot cluster endpoints --out "$ENDPOINTS" >/dev/null
+  echo "cluster profile: endpoints in $ENDPOINTS (Redis lock store)"
+fi
 CORS=()
 ORIGINS="${BOT_ALLOWED_ORIGINS:-}"
 for origin in ${ORIGINS//,/ }; do CORS+=("$origin"); done
-"$VENV/bin/python" -m bot.actions_serve --port 5055 >var/log/actions.log 2>&1 &
+"$VENV/bin/python" -m bot.actions_serve --port "$ACTIONS_PORT" >var/log/actions.log 2>&1 &
 ACTIONS_PID=$!
 trap 'kill $ACTIONS_PID 2>/dev/null || true; wait 2>/dev/null || true' EXIT INT TERM
 if [ "${1:-}" = "--shell" ]; then  # `rasa shell` uses the channels in-process: no API token needed
-  "$VENV/bin/rasa" shell --model models/assistant.tar.gz --endpoints endpoints.yml
+  "$VENV/bin/rasa" shell --model models/assistant.tar.gz --endpoints "$ENDPOINTS"
   exit 0
 fi
 BOT_API_TOKEN_FROM="from the environment"
 [ -s var/api_token ] && [ "$BOT_API_TOKEN" = "$(cat var/api_token)" ] && BOT_API_TOKEN_FROM="it is in var/api_token"
 cat <<MSG
 
-  The assistant is starting on http://127.0.0.1:5005 (actions on http://127.0.0.1:5055, logs in var/log/).
+  The assistant is starting on http://$RASA_HOST:$RASA_PORT (actions on http://$BOT_ACTIONS_HOST:$ACTIONS_PORT, logs in var/log/).
   Talk to it over REST, e.g.:
     curl -s localhost:5005/webhooks/rest/webhook -d '{"sender":"me","message":"我的冰箱不制冷了"}'
     curl -s localhost:5005/webhooks/rest/webhook -d '{"sender":"me2","message":"my fridge stopped cooling"}'
@@ -52,12 +64,12 @@ cat <<MSG
 
 MSG
 # `python -m bot.serve` is `rasa` without JAX, which TensorFlow would import for nothing (66 MB; docs/PERFORMANCE.md).
-"$VENV/bin/python" -m bot.serve run --model models/assistant.tar.gz --endpoints endpoints.yml \
-  --credentials credentials.yml --interface 127.0.0.1 --port 5005 --enable-api "--auth-token=$BOT_API_TOKEN" \
+"$VENV/bin/python" -m bot.serve run --model models/assistant.tar.gz --endpoints "$ENDPOINTS" \
+  --credentials credentials.yml --interface "$RASA_HOST" --port "$RASA_PORT" --enable-api "--auth-token=$BOT_API_TOKEN" \
   ${CORS[@]+--cors "${CORS[@]}"} &
 RASA_PID=$!
 # The outbox runner, a process of its own (var/log/outbox.log); it retries while the Rasa server is starting.
-BOT_RASA_URL="${BOT_RASA_URL:-http://127.0.0.1:5005}" "$VENV/bin/python" -m bot outbox run >var/log/outbox.log 2>&1 &
+BOT_RASA_URL="${BOT_RASA_URL:-http://127.0.0.1:$RASA_PORT}" "$VENV/bin/python" -m bot outbox run >var/log/outbox.log 2>&1 &
 OUTBOX_PID=$!
 trap 'kill $OUTBOX_PID $RASA_PID $ACTIONS_PID 2>/dev/null || true; wait 2>/dev/null || true' EXIT INT TERM
 wait $RASA_PID

@@ -24,7 +24,10 @@ Routes (Rasa mounts the blueprint under /webhooks/telegram):
                                       compare), 400 for a body that is not JSON or not a Telegram Update; otherwise
                                       the update is handled before answering 200 (so replies to one chat stay in
                                       order). A failure while handling is logged and still answered 200, so Telegram
-                                      does not redeliver a poison update; a redelivered update_id is ignored.
+                                      does not redeliver a poison update; a redelivered update_id is ignored
+                                      (200 {"status": "duplicate"}), across instances in the cluster profile
+                                      (Redis, bot/cluster.py); while another instance is still handling it: 409,
+                                      so that Telegram delivers it again later.
 """
 from __future__ import annotations
 
@@ -36,7 +39,6 @@ import os
 import random
 import re
 import warnings
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, Iterable
@@ -49,6 +51,7 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, U
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
 
 from bot.channels.config import settings_reader
+from bot.cluster import BUSY, DONE, OnceOnly
 from bot.channels.guard import Guard
 from bot.services.conversation import conversation_id, sender_of
 
@@ -321,7 +324,8 @@ class TelegramInput(InputChannel):
         self.config = config or TelegramConfig.load()
         self.output: TelegramOutput | None = TelegramOutput(self.config) if self.config.configured else None
         self._warned = False
-        self._seen: OrderedDict[int, None] = OrderedDict()
+        # update_ids already taken: shared through Redis in the cluster profile (bot/cluster.py), else this process's
+        self._seen = OnceOnly("telegram-" + (self.config.token or "").split(":", 1)[0], memory=SEEN_UPDATES)
         self._store = None  # (settings, session factory), built on first attachment
         self._var_dir = var_dir
         self.guard = Guard()
@@ -395,23 +399,19 @@ class TelegramInput(InputChannel):
             except Exception as exc:  # noqa: BLE001 - anything PTB cannot parse is a bad request
                 log.warning("telegram webhook: malformed update (%s)", exc.__class__.__name__)
                 return response.json({"error": "malformed update"}, status=400)
-            if self._already_seen(update.update_id):
+            state = await self._seen.claim(update.update_id)
+            if state == DONE:
                 return response.json({"status": "duplicate"})
+            if state == BUSY:  # another instance is on it: Telegram delivers it again later, when it is done
+                return response.json({"status": "in progress"}, status=409)
             try:
                 await self.handle_update(update, on_new_message, request)
             except Exception:  # noqa: BLE001 - logged; 200 so Telegram does not redeliver it forever
                 log.exception("telegram: handling update %s failed", update.update_id)
+            await self._seen.done(update.update_id)
             return response.json({"status": "ok"})
 
         return bp
-
-    def _already_seen(self, update_id: int) -> bool:
-        if update_id in self._seen:
-            return True
-        self._seen[update_id] = None
-        while len(self._seen) > SEEN_UPDATES:
-            self._seen.popitem(last=False)
-        return False
 
     # --------------------------------------------------------------------------------------- updates
     async def handle_update(self, update: Update, on_new_message: Callable[[UserMessage], Awaitable[Any]],

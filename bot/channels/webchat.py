@@ -58,6 +58,7 @@ from socketio import AsyncServer
 
 from bot.channels.guard import Guard, guess_language
 from bot.channels.rest import body_too_large, client_address
+from bot.cluster import socketio_manager
 from bot.services.conversation import conversation_id, sender_of
 
 log = logging.getLogger(__name__)
@@ -299,7 +300,10 @@ class WebChatInput(SocketIOInput):
     # ------------------------------------------------------------------------------------------ blueprint
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         # As in SocketIOInput: CORS is left to the Sanic app (`rasa run --cors ...`).
-        sio = AsyncServer(async_mode="sanic", cors_allowed_origins=[])
+        # In the cluster profile, rooms are shared through Redis: an emit reaches the widget on any instance.
+        manager = socketio_manager()
+        sio = AsyncServer(async_mode="sanic", cors_allowed_origins=[],
+                          **({"client_manager": manager} if manager is not None else {}))
         webchat = SocketBlueprint(sio, self.socketio_path, "webchat_webhook", __name__)
         self.sio = sio
         namespace = self.namespace

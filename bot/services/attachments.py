@@ -1,5 +1,10 @@
-"""Files a customer sends (photos of the fault, receipts, invoices): checked, stored under the var directory, and
-recorded on the conversation's current ticket.
+"""Files a customer sends (photos of the fault, receipts, invoices): checked, stored, and recorded on the
+conversation's current ticket.
+
+Where the bytes go (one interface, `attachment_store`): on local disk under the var directory (the default), or in
+the records database (table attachment_blobs; path `db:<ticket>/<name>`), so that every instance of a cluster reads
+every file: BOT_ATTACHMENTS=db|disk, default db in the cluster profile (bot/cluster.py), disk otherwise.
+`read_attachment` returns the bytes from either.
 
 `save_attachment` works inside the caller's unit of work like `TicketBook` (the caller commits). It writes the file
 before the rows are flushed; if the caller does not commit, it should call `discard_file(path)` so no orphan file
@@ -17,7 +22,7 @@ from sqlalchemy import select
 
 from bot.services.tickets import SLA, TicketBook, add_event
 from bot.store.db import UnitOfWork
-from bot.store.models import OPEN_STATUSES, Attachment, Ticket
+from bot.store.models import OPEN_STATUSES, Attachment, AttachmentBlob, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +95,33 @@ def current_ticket(uow: UnitOfWork, conversation_id: str) -> Ticket | None:
         .order_by(Ticket.id.desc()).limit(1)).scalars().first()
 
 
+DB_PREFIX = "db:"
+
+
+def attachment_store(env: dict | None = None) -> str:
+    """"db" or "disk": BOT_ATTACHMENTS, else "db" in the cluster profile, else "disk"."""
+    from bot.cluster import profile_of
+
+    env = os.environ if env is None else env
+    chosen = (env.get("BOT_ATTACHMENTS") or "").strip().lower()
+    if chosen not in ("", "db", "disk"):
+        raise SystemExit(f"BOT_ATTACHMENTS must be 'db' or 'disk', not {chosen!r}")
+    return chosen or ("db" if profile_of(env).cluster else "disk")
+
+
+def read_attachment(uow: UnitOfWork, attachment: Attachment) -> bytes:
+    """The bytes of a stored attachment, wherever they are."""
+    if attachment.path.startswith(DB_PREFIX):
+        blob = uow.session.get(AttachmentBlob, attachment.path[len(DB_PREFIX):])
+        if blob is None:
+            raise FileNotFoundError(attachment.path)
+        return bytes(blob.data)
+    return Path(attachment.path).read_bytes()
+
+
 def discard_file(path: str | os.PathLike) -> None:
+    if str(path).startswith(DB_PREFIX):  # rolled back or deleted with its row
+        return
     try:
         Path(path).unlink()
     except FileNotFoundError:
@@ -99,9 +130,10 @@ def discard_file(path: str | os.PathLike) -> None:
 
 def save_attachment(uow: UnitOfWork, *, conversation_id: str, channel: str, data: bytes, mime_type: str | None,
                     filename: str | None, language: str, now: datetime, var_dir: Path | str,
-                    book: TicketBook | None = None) -> tuple[str, Attachment]:
-    """Store the file under <var_dir>/attachments/<ticket number>/<uuid>.<ext> and record it on the
-    conversation's newest open ticket (an "inquiry" ticket is opened if there is none).
+                    book: TicketBook | None = None, store: str | None = None) -> tuple[str, Attachment]:
+    """Store the file under <var_dir>/attachments/<ticket number>/<uuid>.<ext> (or, `store` "db", in the
+    database: see `attachment_store`) and record it on the conversation's newest open ticket (an "inquiry"
+    ticket is opened if there is none).
 
     Returns (ticket number, Attachment). Raises AttachmentError (a ValueError) with code "too_large" or
     "bad_type" before anything is written. The caller commits. `book` (optional) is the TicketBook to open
@@ -118,12 +150,17 @@ def save_attachment(uow: UnitOfWork, *, conversation_id: str, channel: str, data
                               SLA(settings.first_response_hours, settings.resolution_hours))
         ticket, _ = book.open(conversation_id=conversation_id, channel=channel, kind="inquiry", language=language,
                               now=now, actor="customer")
-    folder = Path(var_dir).resolve() / "attachments" / ticket.number
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{uuid.uuid4().hex}.{ALLOWED_TYPES[mime]}"
-    partial = path.with_name(path.name + ".part")
-    partial.write_bytes(data)
-    os.replace(partial, path)
+    name = f"{uuid.uuid4().hex}.{ALLOWED_TYPES[mime]}"
+    in_db = (store or attachment_store()) == "db"
+    if in_db:  # written with the rows, in the caller's transaction
+        path = DB_PREFIX + f"{ticket.number}/{name}"
+    else:
+        folder = Path(var_dir).resolve() / "attachments" / ticket.number
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / name
+        partial = path.with_name(path.name + ".part")
+        partial.write_bytes(data)
+        os.replace(partial, path)
     try:
         attachment = Attachment(ticket=ticket, path=str(path), mime_type=mime, size=len(data), channel=channel,
                                 created_at=now)
@@ -132,10 +169,15 @@ def save_attachment(uow: UnitOfWork, *, conversation_id: str, channel: str, data
         add_event(uow.session, ticket, "attachment_added", "customer", now, path=str(path), mime_type=mime,
                   size=len(data), channel=channel, filename=(filename or "")[:200])
         uow.session.flush()
+        if in_db:
+            uow.session.add(AttachmentBlob(key=str(path)[len(DB_PREFIX):], attachment_id=attachment.id, data=data,
+                                           created_at=now))
+            uow.session.flush()
     except Exception:
         discard_file(path)
         raise
-    log.info("attachment %s (%s, %d bytes) saved on %s", path.name, mime, len(data), ticket.number)
+    log.info("attachment %s (%s, %d bytes) saved on %s%s", name, mime, len(data), ticket.number,
+             " in the database" if in_db else "")
     return ticket.number, attachment
 
 

@@ -250,6 +250,9 @@ def purge(session: Session, transcripts: Transcripts, older_than_days: int, now:
 def remove_files(paths: list[str]) -> int:
     removed = 0
     for path in paths:
+        if path.startswith("db:"):  # kept in the database (bot/services/attachments.py): gone with its row
+            removed += 1
+            continue
         try:
             Path(path).unlink()
             removed += 1

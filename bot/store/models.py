@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     Text,
@@ -496,3 +497,15 @@ class NluChoice(Base):
     confidence = Column(Float, nullable=False, default=0.0)
     offered = Column(JSON, nullable=False)  # the intents offered as buttons, likeliest first
     chosen = Column(String(64), nullable=False)  # an intent name, or "something_else"
+
+
+# --- issue 17: attachments in shared storage ------------------------------------------------------------------
+class AttachmentBlob(Base):
+    """The bytes of an attachment kept in the database (the cluster profile: every instance reads every file;
+    bot/services/attachments.py). Its Attachment's path is `db:<key>`; deleting the attachment deletes the bytes."""
+
+    __tablename__ = "attachment_blobs"
+    key = Column(String(120), primary_key=True)
+    attachment_id = Column(Integer, ForeignKey("attachments.id", ondelete="CASCADE"), nullable=False, index=True)
+    data = Column(LargeBinary, nullable=False)
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
