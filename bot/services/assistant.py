@@ -322,6 +322,7 @@ class Assistant(VisitSteps, PromiseSteps):
                 return self.idle_turn(turn, {})
             if intent == "request_human":
                 reply = self.handoff_on(ticket, book, turn, state, "customer_request")
+                self.settle_holds(uow, ticket, reply.state)
                 uow.commit()
                 return reply
             if intent == "stop" and not STOP_RE.search(turn.text or ""):
@@ -331,6 +332,7 @@ class Assistant(VisitSteps, PromiseSteps):
             if intent == "stop":
                 book.set_status(ticket, TicketStatus.awaiting_customer.value, turn.now, actor="customer",
                                 note="customer stopped the conversation")
+                self.settle_holds(uow, ticket, {})
                 uow.commit()
                 return Reply([self.msg("stopped_flow", turn, number=ticket.number)], {"last_ticket": ticket.number})
             step = state.get("step")
@@ -355,8 +357,10 @@ class Assistant(VisitSteps, PromiseSteps):
                 out = self.visit_confirm_turn(turn, state, ticket, book, uow)
             else:
                 state = {"last_ticket": ticket.number}
+                self.settle_holds(uow, ticket, state)
                 uow.commit()
                 return self.idle_turn(turn, state)
+            self.settle_holds(uow, ticket, state)
             uow.commit()
         return Reply(out, state)
 

@@ -197,6 +197,9 @@ class TicketBook:
         ticket.status = new.value
         if new in (TicketStatus.resolved, TicketStatus.closed):
             ticket.dedupe_key = None  # a later report in the same conversation is a new problem
+            from bot.services.visits import release_ticket_holds  # visits build on tickets
+
+            release_ticket_holds(self.session, ticket.id)  # a finished case holds no window
         elif new == TicketStatus.reopened:
             key = f"{ticket.channel}:{ticket.conversation_id}:{ticket.kind}"
             if self.by_dedupe_key(key) is None:  # a newer open ticket of the same kind keeps its key

@@ -92,13 +92,15 @@ class VisitSteps:
         when = when if when is not None else self.preferred_when(state)
         out: list[Message] = []
         try:
-            windows = visits.proposals(category=ticket.product or "", address=ticket.address or "", now=turn.now,
-                                       when=when) if when is not None else []
+            # Offered windows are held for this customer (VisitBook.offer): others booking now get other ones.
+            windows = visits.offer(ticket=ticket, category=ticket.product or "", address=ticket.address or "",
+                                   now=turn.now, when=when) if when is not None else []
             own_wish_kept = bool(windows)
             if when is not None and not windows:
                 out.append(self.msg("visit_none_in_wish", turn))
             if not windows:
-                windows = visits.proposals(category=ticket.product or "", address=ticket.address or "", now=turn.now)
+                windows = visits.offer(ticket=ticket, category=ticket.product or "", address=ticket.address or "",
+                                       now=turn.now)
         except VisitError as err:
             return self.visit_impossible(turn, state, ticket, book, err.code)
         if not windows:
@@ -115,7 +117,8 @@ class VisitSteps:
                for m in out):
             buttons.append(self.button("btn_human", turn, "/request_human"))
         listing = "\n".join(f"{i}. {label}" for i, label in enumerate(labels, 1))
-        out.append(Message(self.t.get("visit_offer", lang) + "\n" + listing, buttons))
+        hold = self.t.get("visit_hold_note", lang, minutes=self.tools.roster.hold_minutes)
+        out.append(Message(self.t.get("visit_offer", lang) + "\n" + listing + "\n" + hold, buttons))
         return out
 
     def visit_impossible(self, turn: Turn, state: dict, ticket: Ticket, book: TicketBook, code: str) -> list[Message]:
@@ -151,9 +154,11 @@ class VisitSteps:
             return [self.msg("visit_ask_other_time", turn)]
         choice = self.chosen_window(turn, state)
         if isinstance(choice, int):
+            window = state["windows"][choice]
+            if not self.hold_choice(turn, ticket, window, uow):
+                return [self.msg("visit_taken", turn)] + self.offer_windows(turn, state, ticket, book, uow)
             state["chosen"] = choice
             state["step"] = "visit_confirm"
-            window = state["windows"][choice]
             return [self.msg("visit_confirm", turn, [self.button("btn_confirm", turn, "/affirm"),
                                                       self.button("btn_change_time", turn, "/deny")],
                              time=self.window_label(window, turn.language), address=ticket.address or "-",
@@ -168,6 +173,17 @@ class VisitSteps:
                    "invalid_date": "bad_date"}.get(getattr(err, "code", ""), "bad_time")
             return [self.msg(key, turn), self.msg("visit_pick_again", turn)]
         return [self.msg("visit_pick_again", turn)]
+
+    def hold_choice(self, turn: Turn, ticket: Ticket, window: dict, uow) -> bool:
+        """The picked window is held afresh for this customer, the other offered ones are released (issue 17)."""
+        return self.visits(uow).keep_hold(ticket, self.window_obj(window), turn.now)
+
+    def settle_holds(self, uow, ticket: Ticket, state: dict) -> None:
+        """Outside the visit steps (booked, handed off, stopped, moved on) the ticket holds no window."""
+        if state.get("flow") != "complaint" or state.get("step") not in ("visit_pick", "visit_confirm"):
+            visits = self.visits(uow)
+            live = visits.live_visit(ticket)  # a window just booked stays held a while (see VisitBook._insert)
+            visits.release_holds(ticket.id, keep=[live] if live is not None else [])
 
     def visit_confirm_turn(self, turn: Turn, state: dict, ticket: Ticket, book: TicketBook, uow) -> list[Message]:
         if turn.intent == "affirm":

@@ -509,3 +509,19 @@ class AttachmentBlob(Base):
     attachment_id = Column(Integer, ForeignKey("attachments.id", ondelete="CASCADE"), nullable=False, index=True)
     data = Column(LargeBinary, nullable=False)
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+class VisitHold(Base):
+    """A window offered to a customer, held for their ticket until `expires_at` (issue 17): other customers are not
+    offered it, and no one else can book it meanwhile. One row per engineer and window start (the unique constraint
+    is what makes two instances agree); an expired row is taken over by the next claimant."""
+
+    __tablename__ = "visit_holds"
+    __table_args__ = (UniqueConstraint("engineer_id", "start", name="uq_visit_hold_engineer_start"),)
+    id = Column(Integer, primary_key=True)
+    engineer_id = Column(Integer, ForeignKey("engineers.id", ondelete="CASCADE"), nullable=False)
+    start = Column(DateTime(timezone=True), nullable=False)
+    end = Column(DateTime(timezone=True), nullable=False)
+    ticket_id = Column(Integer, ForeignKey("tickets.id", ondelete="CASCADE"), nullable=False, index=True)
+    expires_at = Column(DateTime(timezone=True), nullable=False)
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
