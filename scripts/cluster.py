@@ -243,8 +243,10 @@ def find_nginx(install: bool = True) -> str:
         print("installing nginx-light with apt-get")
         quiet = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         subprocess.run(["apt-get", "update", "-qq"], env=quiet, check=False)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "nginx-light"], env=quiet, check=False,
-                       stdout=subprocess.DEVNULL)
+        for package in ("nginx-light", "nginx"):  # newer Debian releases ship only `nginx`
+            if subprocess.run(["apt-get", "install", "-y", "-qq", package], env=quiet, check=False,
+                              stdout=subprocess.DEVNULL).returncode == 0:
+                break
         found = shutil.which("nginx") or ("/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None)
     if not found:
         raise SystemExit("nginx is not installed and could not be installed: sudo apt-get install nginx-light")
