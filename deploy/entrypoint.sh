@@ -9,7 +9,7 @@ case "$role" in
     # tracker cache of BOT_TRACKER_CACHE (bot/cluster.py).
     python -m bot cluster endpoints --out /app/var/endpoints.yml
     exec python -m bot.serve run --model models/assistant.tar.gz --endpoints /app/var/endpoints.yml \
-      --credentials credentials.yml --interface "${BOT_LISTEN_HOST:-0.0.0.0}" --port "${BOT_RASA_PORT:-5005}" \
+      --credentials credentials.yml --interface "${BOT_RASA_HOST:-0.0.0.0}" --port "${BOT_RASA_PORT:-5005}" \
       --enable-api "--auth-token=${BOT_API_TOKEN:?BOT_API_TOKEN is required}" ;;
   actions)
     exec env BOT_ACTIONS_HOST="${BOT_ACTIONS_HOST:-0.0.0.0}" python -m bot.actions_serve --port "${BOT_ACTIONS_PORT:-5055}" ;;
