@@ -228,6 +228,8 @@ def cluster_env(layout: Layout, env: dict | None = None) -> dict:
     # Redis keys (locks, socket.io channel, Telegram de-duplication) of this cluster only: one per folder.
     env.setdefault("BOT_REDIS_PREFIX", "bot" + re.sub(r"[^A-Za-z0-9]", "", layout.path.name)[:29])
     env.setdefault("TICKET_LOCK_LIFETIME", LOCK_LIFETIME)
+    # Behind nginx: Sanic takes the client's address from X-Forwarded-For (rate limits, sign-in limits; SECURITY.md).
+    env.setdefault("SANIC_PROXIES_COUNT", "1")
     return env
 
 
