@@ -311,8 +311,9 @@ def _default_port() -> int:
 
 
 def run(customers: int = 200, seconds: float = 180, instances: int = 2, kill_halfway: bool = False,
-        directory: Path | None = None, port: int | None = None, keep: bool = False, log=print) -> dict:
-    """Starts a cluster on a fresh database, runs the customers, checks, stops it. Returns the report."""
+        directory: Path | None = None, port: int | None = None, keep: bool = False, log=print, on_up=None) -> dict:
+    """Starts a cluster on a fresh database, runs the customers, checks, stops it. Returns the report.
+    `on_up(layout)`, if given, runs once the cluster is up, before the customers (its result: report["on_up"])."""
     directory = (directory or ROOT / "var" / "cluster-load").resolve()
     admin = _postgres_admin_url()
     db_url = create_database(admin)
@@ -326,6 +327,8 @@ def run(customers: int = 200, seconds: float = 180, instances: int = 2, kill_hal
         layout = cluster.up(directory, instances=instances, port=_default_port() if port is None else port, base=0,
                             env=env)
         log(f"cluster up on {layout.url}; {customers} customers for {seconds:.0f}s")
+        if on_up is not None:
+            report["on_up"] = on_up(layout)
         load = Customers(layout.url, run_id, _texts())
         cpu0 = {name: _cpu_seconds(p["pid"]) for name, p in layout.processes.items()}
         busy0, total0 = _machine_busy()
