@@ -80,3 +80,17 @@ bench: train
 
 clean:
 	rm -rf models/*.tar.gz models/fingerprint.json results .pytest_cache
+
+# Several instances on one machine (issue 17): nginx on 127.0.0.1:8080 in front of two Rasa servers and two action
+# servers, two outbox runners, PostgreSQL (BOT_DATABASE_URL if PostgreSQL, else database `test`) and Redis
+# (BOT_REDIS_URL). Config, logs and pid files in var/cluster/; cluster-down stops exactly what cluster started.
+.PHONY: cluster cluster-down cluster-load
+cluster: train
+	$(PY) scripts/cluster.py up
+
+cluster-down:
+	$(PY) scripts/cluster.py down
+
+# 200 simulated customers for 3 minutes through a cluster of its own (scripts/cluster_load.py --help for the modes).
+cluster-load: train
+	$(PY) scripts/cluster_load.py $(CLUSTER_LOAD_ARGS)

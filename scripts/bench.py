@@ -46,8 +46,8 @@ PG_HOST, PG_PORT, PG_ADMIN_DB, PG_USER = "127.0.0.1", 5432, "test", "postgres"
 LONG_TURNS = 205
 TIME_BUDGET_S = 19 * 60  # optional runs are skipped when the bench has run longer than this
 
-FULL = {"single": (150, 60), "c10": (800, 60), "c50": (1500, 90), "long": 240, "reps": 3}
-QUICK = {"single": (40, 20), "c10": (150, 20), "c50": (300, 30), "long": 120, "reps": 1}
+FULL = {"single": (150, 60), "c10": (800, 60), "c50": (1500, 90), "long": 240, "reps": 3, "cluster": (50, 60)}
+QUICK = {"single": (40, 20), "c10": (150, 20), "c50": (300, 30), "long": 120, "reps": 1, "cluster": (20, 20)}
 
 
 def log(msg: str) -> None:
@@ -282,7 +282,8 @@ def pg_admin(sql: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--configs", default="reference,sqlite,postgres,memory,sqlite-rasa-sql,sqlite-before")
+    parser.add_argument("--configs",
+                        default="reference,sqlite,postgres,memory,sqlite-rasa-sql,sqlite-before,cluster")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for our servers")
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
@@ -334,6 +335,18 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"skipping ours-{key}: the bench has run {time.monotonic() - began:.0f} s already")
                 continue
             results["runs"][key] = run_config(key, tmp / key, extra_env, limits)
+
+        if "cluster" in configs:  # issue 17: 1 vs 2 instances behind nginx (scripts/cluster_load.py)
+            import cluster_load
+
+            log("cluster: %d customers for %d s on 1 instance, then on 2" % limits["cluster"])
+            try:
+                results["cluster"] = cluster_load.compare(*limits["cluster"], log=log, directory=tmp / "cluster")
+                cluster_load.write_section(results["cluster"], args.out / "PERFORMANCE.md")
+                log(f"cluster: 2 instances / 1 = {results['cluster']['ratio']}x throughput")
+            except Exception as exc:  # noqa: BLE001 - recorded in the report, like the other runs
+                results["cluster"] = {"error": f"{exc.__class__.__name__}: {str(exc)[:500]}"}
+                log(f"cluster failed: {exc}")
 
     usable = {k for k, r in results["runs"].items() if not r.get("error") and not r.get("skipped")}
     if "sqlite" not in usable:

@@ -30,6 +30,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     || echo "WARNING: no chromium: the browser tests in tests/test_webchat.py will be skipped" >&2
 fi
 command -v chromium >/dev/null 2>&1 && echo "chromium: $(chromium --version 2>/dev/null || echo present)"
+echo "== nginx for the cluster test (Debian's nginx-light; tests/test_make_cluster.py, scripts/cluster.py)"
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing nginx-light with apt-get"
+    (export DEBIAN_FRONTEND=noninteractive; apt-get update -qq \
+      && { apt-get install -y -qq nginx-light || apt-get install -y -qq nginx; } >/dev/null) \
+      || echo "WARNING: could not install nginx-light with apt-get" >&2
+  else
+    echo "WARNING: nginx not installed and not root (install with: sudo apt-get install nginx-light)" >&2
+  fi
+fi
 echo "== pytest"
 "$VENV/bin/python" -m pytest "$@"
 echo "== dependency audit (pip-audit over requirements.lock; docs/SECURITY.md)"
