@@ -14,10 +14,7 @@ MAX_METHODS = 25
 MAX_LINES = 60
 
 ALLOWED_CLASSES: set[str] = set()
-ALLOWED_FUNCTIONS = {
-    "bot/services/handoff.py:case_card",  # branch `customers` splits it (case-card editing)
-    "bot/services/visits.py:parse_roster",  # branch `holds` (bot/services/visits.py)
-}
+ALLOWED_FUNCTIONS: set[str] = set()
 ALLOWED_CHANNEL_IMPORTS: set[str] = set()
 
 

@@ -110,14 +110,18 @@ def test_tuning_changes_what_the_script_does(tools):
 
 def test_after_handoff_says_the_hand_back_and_opens_the_survey(tools):
     back = after_handoff(tools.texts, "SV-9", "en", closed=True)
-    assert back.flow == "survey" and back.state == {"flow": "survey", "last_ticket": "SV-9", "v": VERSION}
-    assert [m.text for m in back.messages] == [tools.texts.get("handoff_closed_by_agent", "en", number="SV-9"),
-                                               tools.texts.get("survey_ask", "en")]
-    assert [b.payload for b in back.messages[1].buttons] == ["5", "4", "3", "2", "1"]
+    assert back.flow == "survey"
+    assert back.state == {"flow": "survey", "step": "anything_else", "last_ticket": "SV-9", "v": VERSION}
+    # Issue 16: one question at a time: "anything else?" (its button says no) before the rating question.
+    assert [m.text for m in back.messages] == [tools.texts.get("handoff_closed_by_agent", "en", number="SV-9")]
+    assert [(b.title, b.payload) for b in back.messages[0].buttons] == [(tools.texts.get("btn_nothing_else", "en"),
+                                                                         "/deny")]
     assert after_handoff(tools.texts, "SV-9", "zh", closed=False).messages[0].text == tools.texts.get(
         "handoff_returned", "zh")
     chat = Chat(tools, "after-handoff")
     chat.state = back.state
+    assert chat.say("/deny", "deny") == [tools.texts.get("survey_ask", "zh")]
+    assert [b.payload for b in chat.last_reply.messages[0].buttons] == ["5", "4", "3", "2", "1"]
     assert "谢谢" in joined(chat.say("5", "inform"))  # the survey flow takes the score
 
 
