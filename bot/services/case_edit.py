@@ -55,7 +55,8 @@ def _mask(field: str, value) -> str | None:
 def validate(session: Session, ticket: Ticket, field: str, raw: str, local_now: datetime) -> dict:
     """The facts to record for `field` := `raw` (the model may bring its product), or FactError."""
     from bot.services import problems
-    from bot.services.assistant import ADDRESS_RE, MODEL_LEAD_RE, Assistant
+    from bot.flows.facts import model_facts
+    from bot.flows.words import ADDRESS_RE, MODEL_LEAD_RE
 
     text = str(raw or "").strip()[:MAX_VALUE]
     if field not in EDITABLE:
@@ -76,7 +77,7 @@ def validate(session: Session, ticket: Ticket, field: str, raw: str, local_now: 
         code = model_code(bare) or model_code(bare.upper())
         if not code:
             raise FactError("bad_model", "not a model code")
-        return Assistant.model_facts(code, SimpleNamespace(session=session), known_product=ticket.product)
+        return model_facts(code, SimpleNamespace(session=session), known_product=ticket.product)
     if field == "purchase_date":
         try:
             bought = parse_date(text, local_now)
@@ -122,7 +123,7 @@ def edit_fact(session: Session, handoff: Handoff, agent: Agent, field: str, raw:
 def suggest_facts(messages: list[str], known: dict) -> list[Suggestion]:
     """Facts in what the customer wrote to the agent, read by the bot's extractors, that the ticket does not have
     yet in that form (phone, model, address)."""
-    from bot.services.assistant import ADDRESS_RE
+    from bot.flows.words import ADDRESS_RE
 
     found: list[Suggestion] = []
     seen: set[tuple[str, str]] = set()
