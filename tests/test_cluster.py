@@ -72,7 +72,7 @@ def test_the_cluster_endpoints_file_adds_rasas_redis_lock_store_and_keeps_the_re
                                      "key_prefix": "desk"}
     assert written["action_endpoint"]["url"] == "http://127.0.0.1:8080/actions/webhook"
     assert written["action_endpoint"]["token"] == "${BOT_ACTIONS_TOKEN}"  # left for Rasa to fill in
-    assert written["tracker_store"] == {"type": "bot.tracker_store.CachingSQLTrackerStore", "cache_size": 0}
+    assert written["tracker_store"] == {"type": "bot.rasa_runtime.tracker_store.CachingSQLTrackerStore", "cache_size": 0}
     assert oct(out.stat().st_mode & 0o777) == "0o600"
     # Rasa reads it back as its Redis lock store
     from rasa.core.lock_store import LockStore, RedisLockStore

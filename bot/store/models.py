@@ -511,6 +511,7 @@ class AttachmentBlob(Base):
     key = Column(String(120), primary_key=True)
     attachment_id = Column(Integer, ForeignKey("attachments.id", ondelete="CASCADE"), nullable=False, index=True)
     data = Column(LargeBinary, nullable=False)
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
 
 
 class VisitHold(Base):
