@@ -285,8 +285,7 @@ class WebChatInput(ChannelRecords, SocketIOInput):
     def _presence(self, session_id: str, language: str) -> Dict[str, Any]:
         from bot.services.takeover import presence_in
 
-        _settings, sessions = self._stores()
-        return presence_in(sessions, conversation_id("webchat", session_id), language)
+        return presence_in(self.app.sessions, conversation_id("webchat", session_id), language)
 
     async def push_presence(self, conversation: str, status: Dict[str, Any]) -> None:
         """Tell the widget(s) of a conversation who holds it now (the agent console calls this on take-over and
