@@ -96,3 +96,12 @@ def test_cluster_through_nginx_loses_nothing_when_a_server_of_each_kind_dies(ser
     # `down` stopped exactly what `up` started: no process of this cluster is left.
     assert not any(cluster.status(directory).values())
     assert not list((directory / "pids").glob("*.pid"))
+
+
+def test_a_conversation_is_heard_twice_only_when_a_resent_message_was_also_taken_in_the_first_time():
+    conv = cluster_load.Conversation("s", "zh-booking", sent=["a", "b", "b", "c"], resent=["b"])
+    assert not cluster_load.heard_twice(conv, 3)  # "b" failed the first time: a, b, c stored
+    assert cluster_load.heard_twice(conv, 4)  # both tries of "b" reached the bot
+    calm = cluster_load.Conversation("t", "zh-booking", sent=["a", "b"])
+    assert not cluster_load.heard_twice(calm, 2)
+    assert not cluster_load.heard_twice(calm, 3)  # no resend: the booking check still applies in full
