@@ -12,6 +12,7 @@ from bot.flows.context import TurnContext
 from bot.flows.handback import survey_ask
 from bot.flows.state import ComplaintStep
 from bot.flows.tuning import Tuning
+from bot.flows.visit import may_hold
 from bot.flows.words import ONE_SHOT, FACT_ENTITIES, STOP_RE, DONE_RE, VISIT_KINDS, VISIT_REMEDIES
 from bot.services import problems as problem_lexicon
 from bot.services.conversation import Message, Reply, Turn
@@ -49,11 +50,12 @@ class ComplaintFlow(Flow):
         with self.tools.uow() as uow:
             book = self.book(uow)
             ticket = self.owned(uow, state["ticket"], turn)
+            held = may_hold(state)  # before the step changes the state
             if ticket is None:  # the record is gone (e.g. demo reset), or not this conversation's: start over
                 return self.script.idle.handle(turn, {})
             if intent == "request_human":
                 reply = self.script.handoff.handoff_on(ticket, book, turn, state, "customer_request")
-                self.script.visit.settle_holds(uow, ticket, reply.state)
+                self.script.visit.settle_holds(uow, ticket, reply.state, held)
                 uow.commit()
                 return reply
             if intent == "stop" and not STOP_RE.search(turn.text or ""):
@@ -63,16 +65,16 @@ class ComplaintFlow(Flow):
             if intent == "stop":
                 book.set_status(ticket, TicketStatus.awaiting_customer.value, turn.now, actor="customer",
                                 note="customer stopped the conversation")
-                self.script.visit.settle_holds(uow, ticket, {})
+                self.script.visit.settle_holds(uow, ticket, {}, held)
                 uow.commit()
                 return Reply([self.msg("stopped_flow", turn, number=ticket.number)], {"last_ticket": ticket.number})
             step = self.steps().get(state.get("step"))
             if step is None:
-                self.script.visit.settle_holds(uow, ticket, {"last_ticket": ticket.number})
+                self.script.visit.settle_holds(uow, ticket, {"last_ticket": ticket.number}, held)
                 uow.commit()
                 return self.script.idle.handle(turn, {"last_ticket": ticket.number})
             out = step(TurnContext(turn, state, ticket, book, uow))
-            self.script.visit.settle_holds(uow, ticket, state)
+            self.script.visit.settle_holds(uow, ticket, state, held)
             uow.commit()
         return Reply(out, state)
 

@@ -16,6 +16,14 @@ from bot.services.tickets import TicketBook, as_utc
 from bot.services.visits import VisitBook, VisitError, Window
 from bot.store.models import Ticket, Visit
 
+VISIT_STEPS = (ComplaintStep.visit_pick.value, ComplaintStep.visit_confirm.value)
+
+
+def may_hold(state: dict) -> bool:
+    """Whether the ticket may hold visit windows (issue 17): it is choosing one or was offered some."""
+    return state.get("step") in VISIT_STEPS or bool(state.get("windows"))
+
+
 WEEKDAYS = {"zh": "一二三四五六日", "en": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]}
 # Picking one of the offered windows by its place: an ordinal word anywhere ("the second one", 第二个), or a bare
 # number on its own ("2", "option 2", "二"). A bare number inside other text is not a pick ("11:00", "二号上午" are
@@ -170,9 +178,13 @@ class VisitFlow(Flow):
         """The picked window is held afresh for this customer, the other offered ones are released (issue 17)."""
         return self.visits(uow).keep_hold(ticket, window_obj(window), turn.now)
 
-    def settle_holds(self, uow, ticket: Ticket, state: dict) -> None:
-        """Outside the visit steps (booked, handed off, stopped, moved on) the ticket holds no window."""
-        if state.get("flow") != "complaint" or state.get("step") not in ("visit_pick", "visit_confirm"):
+    def settle_holds(self, uow, ticket: Ticket, state: dict, held: bool = True) -> None:
+        """Outside the visit steps (booked, handed off, stopped, moved on) the ticket holds no window. `held`: the
+        turn began where the ticket may hold windows (`may_hold` of the state before the turn); when neither it
+        nor the state after the turn has offered windows, there is nothing to release and no query is made."""
+        if not held and not state.get("windows"):
+            return
+        if state.get("flow") != "complaint" or state.get("step") not in VISIT_STEPS:
             self.visits(uow).release_holds(ticket.id, keep_booked=True)
 
     def visit_confirm_turn(self, ctx: TurnContext) -> list[Message]:
