@@ -178,7 +178,7 @@ class VisitFlow(Flow):
         """The picked window is held afresh for this customer, the other offered ones are released (issue 17)."""
         return self.visits(uow).keep_hold(ticket, window_obj(window), turn.now)
 
-    def settle_holds(self, uow, ticket: Ticket, state: dict, held: bool = True) -> None:
+    def settle_holds(self, uow, ticket: Ticket, state: dict, held: bool) -> None:
         """Outside the visit steps (booked, handed off, stopped, moved on) the ticket holds no window. `held`: the
         turn began where the ticket may hold windows (`may_hold` of the state before the turn); when neither it
         nor the state after the turn has offered windows, there is nothing to release and no query is made."""

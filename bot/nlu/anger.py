@@ -11,6 +11,10 @@ __all__ = ["ANGRY_THRESHOLD", "CALM_THRESHOLD", "anger_score", "anger_signals", 
 
 ANGRY_THRESHOLD = 0.6
 CALM_THRESHOLD = 0.3
+# P(angry) from which the classifier's word counts: the lowest cut whose out-of-fold precision (5-fold
+# cross-validation on data/anger/ only, scripts/experiments/anger_cut.py) is >= 0.90 (2026-12-05: 0.55 gives
+# P 0.905 / R 0.798 out of fold; 0.5 gave P 0.891 / R 0.847).
+CLASSIFIER_CUT = 0.55
 
 
 def _zh(pairs: List[Tuple[str, float]]) -> List[Tuple[Pattern[str], float]]:
@@ -207,17 +211,14 @@ def anger_score(text: str) -> float:
     lexicon = lexicon_score(text)
     if not _classifier_applies(text):
         return lexicon
-    p = anger_probability(text, lexicon)
-    if p >= CLASSIFIER_CUT:
-        lexicon = max(lexicon, round(ANGRY_THRESHOLD + (1.0 - ANGRY_THRESHOLD) * (p - CLASSIFIER_CUT)
-                                     / (1.0 - CLASSIFIER_CUT), 4))
-    return lexicon
+    return raised(lexicon, anger_probability(text, lexicon))
 
 
-# P(angry) from which the classifier's word counts: the lowest cut whose out-of-fold precision (5-fold
-# cross-validation on data/anger/ only, scripts/experiments/anger_cut.py) is >= 0.90 (2026-12-05: 0.55 gives
-# P 0.905 / R 0.798 out of fold; 0.5 gave P 0.891 / R 0.847).
-CLASSIFIER_CUT = 0.55
+def raised(lexicon: float, p: float, cut: float = CLASSIFIER_CUT) -> float:
+    """The lexicon score raised into the angry range by the classifier's P(angry) `p` when it reaches `cut`."""
+    if p < cut:
+        return lexicon
+    return max(lexicon, round(ANGRY_THRESHOLD + (1.0 - ANGRY_THRESHOLD) * (p - cut) / (1.0 - cut), 4))
 
 
 def _classifier_applies(text: str) -> bool:

@@ -22,19 +22,25 @@ def training_rows(folder: Path = DATA) -> list[tuple[str, int]]:
 
 def train(rows: list[tuple[str, int]]):
     """(vectoriser, classifier) over the texts and their lexicon scores."""
-    from scipy import sparse
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    from bot.nlu.anger import lexicon_score
-
     texts = [t for t, _ in rows]
     vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True, lowercase=True)
-    features = sparse.hstack([vectorizer.fit_transform(texts),
-                              sparse.csr_matrix([[lexicon_score(t)] for t in texts])]).tocsr()
+    vectorizer.fit(texts)
     classifier = LogisticRegression(C=4.0, class_weight="balanced", max_iter=2000, random_state=0)
-    classifier.fit(features, [y for _, y in rows])
+    classifier.fit(features(vectorizer, texts), [y for _, y in rows])
     return vectorizer, classifier
+
+
+def features(vectorizer, texts: list[str]):
+    """The classifier's input: the texts' character n-grams and each one's lexicon score."""
+    from scipy import sparse
+
+    from bot.nlu.anger import lexicon_score
+
+    lexicon = sparse.csr_matrix([[lexicon_score(t)] for t in texts])
+    return sparse.hstack([vectorizer.transform(texts), lexicon]).tocsr()
 
 
 def _get():
